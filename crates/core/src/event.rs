@@ -1,0 +1,71 @@
+//! What a session tells the UI. Events carry ids and small values; anything large
+//! (history pages) is asked for through the [`SessionHandle`](crate::SessionHandle).
+
+use std::time::Duration;
+
+use natter_store::{Contact, Message, MessageState};
+
+use crate::connection::ConnectError;
+
+/// An event from one account's session.
+#[derive(Debug, Clone)]
+pub struct AccountEvent {
+    pub account_id: i64,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Connection(ConnectionState),
+    /// The whole roster (after login or a full roster result).
+    Roster(Vec<Contact>),
+    /// A contact was added or changed by a roster push.
+    RosterItem(Contact),
+    /// A contact was removed by a roster push.
+    RosterRemoved { jid: String },
+    /// A contact's resource changed presence; `None` means it went offline.
+    Presence {
+        jid: String,
+        resource: String,
+        presence: Option<ResourcePresence>,
+    },
+    /// Someone asks to see our presence (RFC 6121 §3.1).
+    SubscriptionRequest { from: String },
+    /// A message was stored (incoming, or outgoing from this device).
+    Message(Message),
+    /// An outgoing message moved along pending → sent → acked (or failed).
+    MessageState { id: i64, state: MessageState },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connecting,
+    /// Signed in; `resumed` when XEP-0198 resumed the previous session without loss.
+    Online { jid: String, resumed: bool },
+    /// The connection was lost; Natter is reconnecting (the last error, and when).
+    Reconnecting {
+        error: Option<ConnectError>,
+        retry_in: Option<Duration>,
+    },
+    /// A final error: Natter will not retry until the user acts (wrong password…).
+    Failed(ConnectError),
+    Offline,
+}
+
+/// RFC 6121 availability, in the user's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Availability {
+    #[default]
+    Available,
+    Chat,
+    Away,
+    ExtendedAway,
+    DoNotDisturb,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResourcePresence {
+    pub availability: Availability,
+    pub status: Option<String>,
+    pub priority: i8,
+}

@@ -1,0 +1,206 @@
+//! The UI's side of a session: `SessionHandle` sends a command and awaits its reply.
+
+use natter_store::{Contact, HistoryCursor, Message};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::ResourcePresence;
+use crate::{Availability, SessionError};
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    SendMessage {
+        to: String,
+        body: String,
+        reply: Reply<Message>,
+    },
+    SetPresence {
+        availability: Option<Availability>,
+        status: Option<String>,
+        priority: i8,
+        reply: Reply<()>,
+    },
+    AddContact {
+        jid: String,
+        name: Option<String>,
+        groups: Vec<String>,
+        reply: Reply<()>,
+    },
+    RemoveContact {
+        jid: String,
+        reply: Reply<()>,
+    },
+    Subscription {
+        jid: String,
+        action: SubscriptionAction,
+        reply: Reply<()>,
+    },
+    Roster {
+        reply: Reply<Vec<Contact>>,
+    },
+    Presences {
+        jid: String,
+        reply: Reply<Vec<(String, ResourcePresence)>>,
+    },
+    History {
+        peer: String,
+        before: Option<HistoryCursor>,
+        limit: u32,
+        reply: Reply<Vec<Message>>,
+    },
+    MarkRead {
+        peer: String,
+        reply: Reply<()>,
+    },
+    Disconnect {
+        reply: Reply<()>,
+    },
+}
+
+/// RFC 6121 subscription actions, in the words the UI shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionAction {
+    /// Ask to see the contact's presence (`subscribe`).
+    Request,
+    /// Let the contact see ours (`subscribed`).
+    Approve,
+    /// Refuse a request, or take back an approval (`unsubscribed`).
+    Deny,
+    /// Stop seeing the contact's presence (`unsubscribe`).
+    Cancel,
+}
+
+/// A handle on one account's session. Cheap to clone, usable from any thread.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    pub(crate) account_id: i64,
+    pub(crate) jid: String,
+    pub(crate) commands: mpsc::Sender<Command>,
+}
+
+impl SessionHandle {
+    pub fn account_id(&self) -> i64 {
+        self.account_id
+    }
+
+    /// The account's bare JID.
+    pub fn jid(&self) -> &str {
+        &self.jid
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| SessionError::Stopped)?;
+        rx.await.map_err(|_| SessionError::Stopped)?
+    }
+
+    /// Stores the message (pending) and sends it as soon as the account is online.
+    /// Returns the stored message: it is safe from this point on.
+    pub async fn send_message(&self, to: &str, body: &str) -> Result<Message, SessionError> {
+        let (to, body) = (to.to_owned(), body.to_owned());
+        self.ask(|reply| Command::SendMessage { to, body, reply })
+            .await
+    }
+
+    /// Our presence: `None` availability means going offline (unavailable).
+    pub async fn set_presence(
+        &self,
+        availability: Option<Availability>,
+        status: Option<String>,
+        priority: i8,
+    ) -> Result<(), SessionError> {
+        self.ask(|reply| Command::SetPresence {
+            availability,
+            status,
+            priority,
+            reply,
+        })
+        .await
+    }
+
+    /// Adds or updates a roster item (RFC 6121 roster set).
+    pub async fn add_contact(
+        &self,
+        jid: &str,
+        name: Option<String>,
+        groups: Vec<String>,
+    ) -> Result<(), SessionError> {
+        let jid = jid.to_owned();
+        self.ask(|reply| Command::AddContact {
+            jid,
+            name,
+            groups,
+            reply,
+        })
+        .await
+    }
+
+    /// Renames a contact (a roster set that keeps its groups).
+    pub async fn rename_contact(&self, jid: &str, name: &str) -> Result<(), SessionError> {
+        let groups = self
+            .roster()
+            .await?
+            .into_iter()
+            .find(|c| c.jid == jid)
+            .map(|c| c.groups)
+            .unwrap_or_default();
+        self.add_contact(jid, Some(name.to_owned()), groups).await
+    }
+
+    pub async fn remove_contact(&self, jid: &str) -> Result<(), SessionError> {
+        let jid = jid.to_owned();
+        self.ask(|reply| Command::RemoveContact { jid, reply }).await
+    }
+
+    pub async fn subscription(
+        &self,
+        jid: &str,
+        action: SubscriptionAction,
+    ) -> Result<(), SessionError> {
+        let jid = jid.to_owned();
+        self.ask(|reply| Command::Subscription { jid, action, reply })
+            .await
+    }
+
+    /// The roster as last stored.
+    pub async fn roster(&self) -> Result<Vec<Contact>, SessionError> {
+        self.ask(|reply| Command::Roster { reply }).await
+    }
+
+    /// The online resources of a contact.
+    pub async fn presences(&self, jid: &str) -> Result<Vec<(String, ResourcePresence)>, SessionError> {
+        let jid = jid.to_owned();
+        self.ask(|reply| Command::Presences { jid, reply }).await
+    }
+
+    /// A page of history with `peer`, newest first.
+    pub async fn history(
+        &self,
+        peer: &str,
+        before: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<Vec<Message>, SessionError> {
+        let peer = peer.to_owned();
+        self.ask(|reply| Command::History {
+            peer,
+            before,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn mark_read(&self, peer: &str) -> Result<(), SessionError> {
+        let peer = peer.to_owned();
+        self.ask(|reply| Command::MarkRead { peer, reply }).await
+    }
+
+    /// Closes the stream cleanly and ends the session.
+    pub async fn disconnect(&self) -> Result<(), SessionError> {
+        self.ask(|reply| Command::Disconnect { reply }).await
+    }
+}

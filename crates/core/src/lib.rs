@@ -1,0 +1,45 @@
+//! Natter's session service: one per account, on tokio. It owns the XMPP connection
+//! and handles roster, presence, 1:1 chat and history; the UI talks to it through a
+//! [`SessionHandle`] and listens to [`AccountEvent`]s.
+
+mod chat;
+pub mod connection;
+mod event;
+mod handle;
+mod mam_sync;
+mod presence;
+mod roster;
+pub mod secrets;
+mod session;
+
+pub use connection::{Backoff, ConnectError, ServerAddress};
+pub use event::{AccountEvent, Availability, ConnectionState, Event, ResourcePresence};
+pub use handle::{SessionHandle, SubscriptionAction};
+pub use natter_store as store;
+pub use secrets::PasswordStore;
+pub use session::{start, SessionConfig};
+
+/// Errors a command can end with, worded for the person who asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("the account is not connected")]
+    NotConnected,
+    #[error("the session has stopped")]
+    Stopped,
+    #[error("{0} is not a valid address")]
+    InvalidAddress(String),
+    #[error("the message is empty")]
+    EmptyMessage,
+    #[error("the server did not answer in time")]
+    Timeout,
+    #[error("the server refused: {0}")]
+    Refused(String),
+    #[error("storage failed: {0}")]
+    Store(String),
+}
+
+impl From<natter_store::StoreError> for SessionError {
+    fn from(e: natter_store::StoreError) -> Self {
+        SessionError::Store(e.to_string())
+    }
+}

@@ -1,0 +1,946 @@
+//! The session service: one task per account that owns the stream, answers the UI's
+//! commands and turns what arrives into stored state and events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures::StreamExt;
+use natter_store::{Account, Direction, MessageState, NewMessage, OutboxEntry, Placement, Store};
+use tokio::sync::{mpsc, oneshot};
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::disco::{DiscoInfoQuery, DiscoInfoResult, Identity};
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::jid::{BareJid, Jid};
+use tokio_xmpp::parsers::message::Message;
+use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
+use tokio_xmpp::parsers::roster::Roster;
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+use tokio_xmpp::parsers::{mam, ns};
+use tokio_xmpp::stanzastream::{Event as StreamEventOuter, StanzaStage, StanzaState, StanzaStream, StreamEvent};
+use tokio_xmpp::xmlstream::Timeouts;
+use tokio_xmpp::Stanza;
+
+use crate::connection::{self, Backoff, ConnectConfig, ConnectorStatus, ServerAddress};
+use crate::event::{AccountEvent, Availability, ConnectionState, Event};
+use crate::handle::{Command, SessionHandle, SubscriptionAction};
+use crate::presence::{own_presence, PresenceTable};
+use crate::{chat, mam_sync, roster, SessionError};
+
+/// How long we wait for an IQ answer.
+pub(crate) const IQ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a session needs to start.
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub account: Account,
+    pub password: String,
+    pub backoff: Backoff,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) type IqResult = Result<Option<Element>, SessionError>;
+
+/// Work that finishes outside the loop and reports back into it.
+#[derive(Debug)]
+pub(crate) enum Internal {
+    /// Delivery progress of outbox entry `.0`, handed over on stream generation `.1`.
+    Sent(i64, u64),
+    Acked(i64),
+    Lost(i64, u64),
+    Failed(i64, String),
+    SendIq {
+        to: Option<Jid>,
+        payload: IqPayloadKind,
+        reply: oneshot::Sender<IqResult>,
+    },
+    /// Route archive results with this query id to the sender, until dropped.
+    MamRoute {
+        query_id: String,
+        results: mpsc::UnboundedSender<mam::Result_>,
+    },
+    MamDone {
+        query_id: String,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) enum IqPayloadKind {
+    Get(Element),
+    Set(Element),
+}
+
+struct PendingIq {
+    to: Option<Jid>,
+    reply: oneshot::Sender<IqResult>,
+}
+
+/// Starts the session for `config.account` on the current tokio runtime.
+pub fn start(
+    config: SessionConfig,
+    store: Store,
+    events: mpsc::UnboundedSender<AccountEvent>,
+) -> Result<SessionHandle, SessionError> {
+    let account = &config.account;
+    let jid = BareJid::new(&account.jid)
+        .map_err(|e| SessionError::InvalidAddress(format!("{}: {e}", account.jid)))?;
+    if jid.node().is_none() {
+        return Err(SessionError::InvalidAddress(account.jid.clone()));
+    }
+    let server = match (&account.host, account.port) {
+        (Some(host), port) if !host.is_empty() => ServerAddress::Manual {
+            host: host.clone(),
+            port: port.unwrap_or(if account.direct_tls { 5223 } else { 5222 }),
+            direct_tls: account.direct_tls,
+        },
+        _ => ServerAddress::Srv,
+    };
+    let connect = ConnectConfig {
+        jid: jid.clone(),
+        resource: account.resource.clone(),
+        password: config.password.clone(),
+        server,
+        extra_ca: account.extra_ca.as_ref().map(Into::into),
+        backoff: config.backoff,
+        timeouts: Timeouts::default(),
+    };
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
+    let stream = connection::stanza_stream(connect.clone(), status_tx, 256);
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let session = Session {
+        account_id: account.id,
+        jid: jid.clone(),
+        store,
+        events,
+        commands: cmd_rx,
+        status: status_rx,
+        internal_tx,
+        internal_rx,
+        stream: Some(stream),
+        connect,
+        negotiating: false,
+        online: false,
+        sm_enabled: false,
+        pending_iqs: HashMap::new(),
+        mam_routes: HashMap::new(),
+        presences: PresenceTable::default(),
+        own_presence: own_presence(Some(Availability::Available), None, 0),
+        waiting: BTreeMap::new(),
+        in_flight: HashMap::new(),
+        generation: 0,
+        roster: HashMap::new(),
+    };
+    tokio::spawn(session.run());
+    Ok(SessionHandle {
+        account_id: account.id,
+        jid: jid.to_string(),
+        commands: cmd_tx,
+    })
+}
+
+struct Session {
+    account_id: i64,
+    jid: BareJid,
+    store: Store,
+    events: mpsc::UnboundedSender<AccountEvent>,
+    commands: mpsc::Receiver<Command>,
+    status: mpsc::UnboundedReceiver<ConnectorStatus>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    stream: Option<StanzaStream>,
+    connect: ConnectConfig,
+    /// A connection was handed to the stream and it has not bound or resumed yet.
+    negotiating: bool,
+    online: bool,
+    sm_enabled: bool,
+    pending_iqs: HashMap<String, PendingIq>,
+    mam_routes: HashMap<String, mpsc::UnboundedSender<mam::Result_>>,
+    presences: PresenceTable,
+    own_presence: Presence,
+    /// Outbox entries not yet handed to the stream, by message id (= send order).
+    waiting: BTreeMap<i64, OutboxEntry>,
+    /// Handed to the stream, not yet acknowledged by the server.
+    in_flight: HashMap<i64, OutboxEntry>,
+    /// Counts fresh (not resumed) streams; delivery reports from older ones are stale.
+    generation: u64,
+    /// Roster subscriptions by bare JID, to know who is a contact.
+    roster: HashMap<String, String>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Session {
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(AccountEvent {
+            account_id: self.account_id,
+            event,
+        });
+    }
+
+    async fn run(mut self) {
+        self.emit(Event::Connection(ConnectionState::Connecting));
+        match self.store.outbox(self.account_id).await {
+            Ok(entries) => self
+                .waiting
+                .extend(entries.into_iter().map(|e| (e.message_id, e))),
+            Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
+        }
+        match self.store.roster(self.account_id).await {
+            Ok(contacts) => {
+                self.roster = contacts
+                    .iter()
+                    .map(|c| (c.jid.clone(), c.subscription.clone()))
+                    .collect();
+                self.emit(Event::Roster(contacts));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the roster"),
+        }
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                break;
+            };
+            tokio::select! {
+                ev = stream.next() => match ev {
+                    Some(StreamEventOuter::Stream(ev)) => self.on_stream_event(ev).await,
+                    Some(StreamEventOuter::Stanza(stanza)) => self.on_stanza(stanza).await,
+                    None => {
+                        // The connector gave up (a final error was reported) or we closed.
+                        self.stream = None;
+                        self.set_offline();
+                        break;
+                    }
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Disconnect { reply }) => {
+                        self.shutdown().await;
+                        let _ = reply.send(Ok(()));
+                        break;
+                    }
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => {
+                        self.shutdown().await;
+                        break;
+                    }
+                },
+                Some(status) = self.status.recv() => self.on_connector_status(status),
+                Some(internal) = self.internal_rx.recv() => self.on_internal(internal).await,
+            }
+        }
+        // Keep answering commands from the store after the stream is gone (final error).
+        while let Some(cmd) = self.commands.recv().await {
+            match cmd {
+                Command::Disconnect { reply } => {
+                    let _ = reply.send(Ok(()));
+                    break;
+                }
+                cmd => self.on_command(cmd).await,
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            if self.online {
+                let bye = Stanza::Presence(Presence::unavailable());
+                let mut token = stream.send(Box::new(bye)).await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    token.wait_for(StanzaStage::Sent),
+                )
+                .await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.close()).await;
+        }
+        self.online = false;
+        self.emit(Event::Connection(ConnectionState::Offline));
+    }
+
+    fn set_offline(&mut self) {
+        self.online = false;
+        for (jid, resource) in self.presences.clear() {
+            self.emit(Event::Presence {
+                jid,
+                resource,
+                presence: None,
+            });
+        }
+    }
+
+    fn on_connector_status(&mut self, status: ConnectorStatus) {
+        match status {
+            ConnectorStatus::Connected => self.negotiating = true,
+            ConnectorStatus::Connecting { attempt } => {
+                if attempt == 0 && !self.online {
+                    self.emit(Event::Connection(ConnectionState::Connecting));
+                }
+            }
+            ConnectorStatus::Retrying { error, delay } => {
+                self.emit(Event::Connection(ConnectionState::Reconnecting {
+                    error: Some(error),
+                    retry_in: Some(delay),
+                }))
+            }
+            ConnectorStatus::Failed(error) => {
+                self.emit(Event::Connection(ConnectionState::Failed(error)))
+            }
+        }
+    }
+
+    async fn on_stream_event(&mut self, ev: StreamEvent) {
+        match ev {
+            StreamEvent::Reset {
+                bound_jid,
+                features,
+            } => {
+                tracing::info!(jid = %bound_jid, "signed in");
+                self.negotiating = false;
+                self.online = true;
+                self.sm_enabled = features.stream_management.is_some();
+                // A fresh stream: answers to earlier IQs will never come.
+                for (_, pending) in self.pending_iqs.drain() {
+                    let _ = pending.reply.send(Err(SessionError::NotConnected));
+                }
+                self.mam_routes.clear();
+                // Whatever the old stream had not acknowledged goes out again, in order,
+                // before anything newer (the recipient deduplicates by origin-id).
+                self.generation += 1;
+                let unacked: Vec<_> = self.in_flight.drain().collect();
+                self.waiting.extend(unacked);
+                self.set_offline();
+                self.online = true;
+                self.emit(Event::Connection(ConnectionState::Online {
+                    jid: bound_jid.to_string(),
+                    resumed: false,
+                }));
+                self.request_roster().await;
+                let presence = self.own_presence.clone();
+                self.send(Stanza::Presence(presence)).await;
+                mam_sync::spawn_catch_up(
+                    self.store.clone(),
+                    self.account_id,
+                    self.jid.clone(),
+                    self.internal_tx.clone(),
+                    self.events.clone(),
+                );
+                self.pump_outbox().await;
+            }
+            StreamEvent::Resumed => {
+                tracing::info!("stream resumed");
+                self.negotiating = false;
+                self.online = true;
+                self.emit(Event::Connection(ConnectionState::Online {
+                    jid: self.jid.to_string(),
+                    resumed: true,
+                }));
+                self.pump_outbox().await;
+            }
+            StreamEvent::Suspended => {
+                tracing::info!("connection lost, resuming");
+                self.online = false;
+                if std::mem::take(&mut self.negotiating) {
+                    // The connection broke while binding or resuming. tokio-xmpp 6 cannot
+                    // parse a <failed/> without 'h' (what Prosody sends after a restart)
+                    // and would retry the same resumption forever: start a fresh stream;
+                    // the outbox re-sends what was not acknowledged.
+                    self.restart_stream();
+                }
+                self.emit(Event::Connection(ConnectionState::Reconnecting {
+                    error: None,
+                    retry_in: None,
+                }));
+            }
+        }
+    }
+
+    fn restart_stream(&mut self) {
+        tracing::warn!("starting a fresh stream instead of resuming");
+        if let Some(old) = self.stream.take() {
+            tokio::spawn(old.close());
+        }
+        let (status_tx, status_rx) = mpsc::unbounded_channel();
+        self.status = status_rx;
+        self.stream = Some(connection::stanza_stream(self.connect.clone(), status_tx, 256));
+    }
+
+    async fn send(&mut self, stanza: Stanza) -> Option<tokio_xmpp::stanzastream::StanzaToken> {
+        let stream = self.stream.as_ref()?;
+        Some(stream.send(Box::new(stanza)).await)
+    }
+
+    async fn send_iq(&mut self, to: Option<Jid>, payload: IqPayloadKind) -> oneshot::Receiver<IqResult> {
+        let (tx, rx) = oneshot::channel();
+        if !self.online {
+            let _ = tx.send(Err(SessionError::NotConnected));
+            return rx;
+        }
+        let id = chat::new_origin_id();
+        let iq = match payload {
+            IqPayloadKind::Get(p) => Iq::Get {
+                from: None,
+                to: to.clone(),
+                id: id.clone(),
+                payload: p,
+            },
+            IqPayloadKind::Set(p) => Iq::Set {
+                from: None,
+                to: to.clone(),
+                id: id.clone(),
+                payload: p,
+            },
+        };
+        self.pending_iqs.insert(id, PendingIq { to, reply: tx });
+        self.send(Stanza::Iq(iq)).await;
+        rx
+    }
+
+    /// Whether `from` may answer an IQ we sent to `to` (RFC 6120 §8.1.2.1).
+    fn answer_from_ok(&self, to: &Option<Jid>, from: &Option<Jid>) -> bool {
+        match (to, from) {
+            (None, None) => true,
+            (None, Some(f)) => f.to_bare() == self.jid && f.resource().is_none()
+                || *f == Jid::from(self.jid.clone()),
+            (Some(t), Some(f)) => t == f,
+            (Some(t), None) => *t == Jid::from(self.jid.clone()),
+        }
+    }
+
+    async fn on_stanza(&mut self, stanza: Stanza) {
+        match stanza {
+            Stanza::Iq(iq) => self.on_iq(iq).await,
+            Stanza::Message(msg) => self.on_message(msg).await,
+            Stanza::Presence(p) => self.on_presence(p).await,
+        }
+    }
+
+    async fn on_iq(&mut self, iq: Iq) {
+        match iq {
+            Iq::Result { from, id, payload, .. } => self.answer(id, from, Ok(payload)),
+            Iq::Error { from, id, error, .. } => {
+                let condition = format!("{:?}", error.defined_condition);
+                self.answer(id, from, Err(SessionError::Refused(condition)))
+            }
+            Iq::Set { from, id, payload, .. } if payload.is("query", ns::ROSTER) => {
+                if !roster::push_allowed(from.as_ref(), &self.jid) {
+                    tracing::warn!(?from, "ignoring a roster push from a foreign sender");
+                    return;
+                }
+                self.on_roster_push(payload).await;
+                self.send(Stanza::Iq(Iq::Result {
+                    from: None,
+                    to: from,
+                    id,
+                    payload: None,
+                }))
+                .await;
+            }
+            Iq::Get { from, id, payload, .. } if payload.is("ping", ns::PING) => {
+                self.send(Stanza::Iq(Iq::Result {
+                    from: None,
+                    to: from,
+                    id,
+                    payload: None,
+                }))
+                .await;
+            }
+            Iq::Get { from, id, payload, .. } if payload.is("query", ns::DISCO_INFO) => {
+                let node = DiscoInfoQuery::try_from(payload).ok().and_then(|q| q.node);
+                let info = DiscoInfoResult {
+                    node,
+                    identities: vec![Identity::new("client", "pc", "en", "Natter")],
+                    features: [ns::DISCO_INFO, ns::PING, ns::SID]
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                    extensions: vec![],
+                };
+                self.send(Stanza::Iq(Iq::Result {
+                    from: None,
+                    to: from,
+                    id,
+                    payload: Some(info.into()),
+                }))
+                .await;
+            }
+            Iq::Get { from, id, .. } | Iq::Set { from, id, .. } => {
+                let error = StanzaError::new(
+                    ErrorType::Cancel,
+                    DefinedCondition::ServiceUnavailable,
+                    "en",
+                    "",
+                );
+                self.send(Stanza::Iq(Iq::Error {
+                    from: None,
+                    to: from,
+                    id,
+                    error,
+                    payload: None,
+                }))
+                .await;
+            }
+        }
+    }
+
+    fn answer(&mut self, id: String, from: Option<Jid>, result: IqResult) {
+        let Some(pending) = self.pending_iqs.get(&id) else {
+            tracing::debug!(%id, "answer to an unknown IQ");
+            return;
+        };
+        if !self.answer_from_ok(&pending.to, &from) {
+            tracing::warn!(%id, ?from, "IQ answer from the wrong sender, ignored");
+            return;
+        }
+        if let Some(pending) = self.pending_iqs.remove(&id) {
+            let _ = pending.reply.send(result);
+        }
+    }
+
+    async fn request_roster(&mut self) {
+        let ver = match self.store.roster_version(self.account_id).await {
+            Ok(v) => Some(v.unwrap_or_default()),
+            Err(_) => None,
+        };
+        let query = Roster { ver, items: vec![] };
+        let rx = self.send_iq(None, IqPayloadKind::Get(query.into())).await;
+        let store = self.store.clone();
+        let account_id = self.account_id;
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let contacts = match tokio::time::timeout(IQ_TIMEOUT, rx).await {
+                Ok(Ok(Ok(Some(el)))) => match Roster::try_from(el) {
+                    Ok(r) => {
+                        let contacts: Vec<_> = r.items.iter().map(roster::contact_from_item).collect();
+                        if let Err(e) = store.replace_roster(account_id, contacts, r.ver).await {
+                            tracing::error!(error = %e, "cannot store the roster");
+                        }
+                        store.roster(account_id).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "malformed roster result");
+                        return;
+                    }
+                },
+                // Empty result: our cached version is current (RFC 6121 §2.6.3).
+                Ok(Ok(Ok(None))) => store.roster(account_id).await,
+                other => {
+                    tracing::warn!(?other, "roster request failed");
+                    return;
+                }
+            };
+            if let Ok(contacts) = contacts {
+                let _ = events.send(AccountEvent {
+                    account_id,
+                    event: Event::Roster(contacts),
+                });
+            }
+        });
+    }
+
+    async fn on_roster_push(&mut self, payload: Element) {
+        let Ok(push) = Roster::try_from(payload) else {
+            tracing::warn!("malformed roster push");
+            return;
+        };
+        // RFC 6121 §2.1.6: a push carries exactly one item.
+        let [item] = push.items.as_slice() else {
+            tracing::warn!("roster push without exactly one item");
+            return;
+        };
+        let contact = roster::contact_from_item(item);
+        if let Err(e) = self
+            .store
+            .apply_roster_push(self.account_id, contact.clone(), push.ver)
+            .await
+        {
+            tracing::error!(error = %e, "cannot store a roster push");
+            return;
+        }
+        if contact.subscription == "remove" {
+            self.roster.remove(&contact.jid);
+            self.emit(Event::RosterRemoved { jid: contact.jid });
+        } else {
+            self.roster
+                .insert(contact.jid.clone(), contact.subscription.clone());
+            self.emit(Event::RosterItem(contact));
+        }
+    }
+
+    async fn on_message(&mut self, msg: Message) {
+        if let Some(result) = msg
+            .payloads
+            .iter()
+            .find(|p| p.is("result", ns::MAM))
+            .and_then(|p| mam::Result_::try_from(p.clone()).ok())
+        {
+            // XEP-0313 §4.1: results of our own archive come from our bare JID (or none).
+            let own = roster::push_allowed(msg.from.as_ref(), &self.jid);
+            let route = result
+                .queryid
+                .as_ref()
+                .and_then(|q| self.mam_routes.get(&q.0));
+            match (own, route) {
+                (true, Some(route)) => {
+                    let _ = route.send(result);
+                }
+                _ => tracing::warn!(from = ?msg.from, "dropping an archive result we did not ask for"),
+            }
+            return;
+        }
+        if msg.type_ == tokio_xmpp::parsers::message::MessageType::Error {
+            self.on_message_error(&msg).await;
+            return;
+        }
+        match chat::inbound(&msg, self.account_id, &self.jid, now_ms()) {
+            Ok(new) => self.store_and_emit(new).await,
+            Err(chat::Rejected::NotChat) => {}
+            Err(chat::Rejected::BadSender(why)) => {
+                tracing::debug!(%why, "message not taken")
+            }
+        }
+    }
+
+    async fn on_message_error(&mut self, msg: &Message) {
+        let Some(id) = msg.id.as_ref().map(|i| i.0.clone()) else {
+            return;
+        };
+        let failed: Vec<i64> = self
+            .in_flight
+            .values()
+            .chain(self.waiting.values())
+            .filter(|e| e.origin_id == id)
+            .map(|e| e.message_id)
+            .collect();
+        for message_id in failed {
+            let _ = self
+                .internal_tx
+                .send(Internal::Failed(message_id, "the recipient's server refused it".into()));
+        }
+    }
+
+    async fn store_and_emit(&mut self, new: NewMessage) {
+        let archive_id = new.stanza_id.clone();
+        match self.store.insert_message(new).await {
+            Ok(Some(stored)) => {
+                // Everything archived before a message we received live has reached us
+                // too (one ordered stream), so the next catch-up can start after it.
+                if let Some(id) = archive_id {
+                    if let Err(e) = self.store.set_archive_cursor(self.account_id, id).await {
+                        tracing::error!(error = %e, "cannot record the archive position");
+                    }
+                }
+                self.emit(Event::Message(stored))
+            }
+            Ok(None) => tracing::debug!("duplicate message dropped"),
+            Err(e) => tracing::error!(error = %e, "cannot store a message"),
+        }
+    }
+
+    async fn on_presence(&mut self, p: Presence) {
+        let Some(from) = p.from.clone() else {
+            return;
+        };
+        let bare = from.to_bare().to_string();
+        match p.type_ {
+            PresenceType::Subscribe => {
+                if from.resource().is_none() || from.to_bare() != self.jid {
+                    self.emit(Event::SubscriptionRequest { from: bare });
+                }
+            }
+            PresenceType::None | PresenceType::Unavailable => {
+                let resource = from.resource().map(|r| r.to_string()).unwrap_or_default();
+                if let Some(change) = self.presences.apply(&bare, &resource, &p) {
+                    self.emit(Event::Presence {
+                        jid: bare,
+                        resource,
+                        presence: change,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::SendMessage { to, body, reply } => {
+                let _ = reply.send(self.queue_message(&to, body).await);
+            }
+            Command::SetPresence {
+                availability,
+                status,
+                priority,
+                reply,
+            } => {
+                let p = own_presence(availability, status.as_deref(), priority);
+                if availability.is_some() {
+                    self.own_presence = p.clone();
+                }
+                if self.online {
+                    self.send(Stanza::Presence(p)).await;
+                }
+                let _ = reply.send(Ok(()));
+            }
+            Command::AddContact {
+                jid,
+                name,
+                groups,
+                reply,
+            } => match BareJid::new(&jid) {
+                Ok(jid) => {
+                    let item = roster::item(jid, name, groups, false);
+                    self.roster_set(item, reply).await;
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(SessionError::InvalidAddress(format!("{jid}: {e}"))));
+                }
+            },
+            Command::RemoveContact { jid, reply } => match BareJid::new(&jid) {
+                Ok(jid) => {
+                    let item = roster::item(jid, None, vec![], true);
+                    self.roster_set(item, reply).await;
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(SessionError::InvalidAddress(format!("{jid}: {e}"))));
+                }
+            },
+            Command::Subscription { jid, action, reply } => {
+                let result = match BareJid::new(&jid) {
+                    Ok(to) => {
+                        let mut p = match action {
+                            SubscriptionAction::Request => Presence::subscribe(),
+                            SubscriptionAction::Approve => Presence::subscribed(),
+                            SubscriptionAction::Deny => Presence::new(PresenceType::Unsubscribed),
+                            SubscriptionAction::Cancel => Presence::unsubscribe(),
+                        };
+                        p.to = Some(Jid::from(to));
+                        if self.online {
+                            self.send(Stanza::Presence(p)).await;
+                            Ok(())
+                        } else {
+                            Err(SessionError::NotConnected)
+                        }
+                    }
+                    Err(e) => Err(SessionError::InvalidAddress(format!("{jid}: {e}"))),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Roster { reply } => {
+                let _ = reply.send(self.store.roster(self.account_id).await.map_err(Into::into));
+            }
+            Command::Presences { jid, reply } => {
+                let _ = reply.send(Ok(self.presences.resources(&jid)));
+            }
+            Command::History {
+                peer,
+                before,
+                limit,
+                reply,
+            } => {
+                let store = self.store.clone();
+                let account_id = self.account_id;
+                // Reads do not hold up the session loop.
+                tokio::spawn(async move {
+                    let result = async {
+                        let conv = store.conversation(account_id, peer).await?;
+                        store.history(conv.id, before, limit).await
+                    }
+                    .await;
+                    let _ = reply.send(result.map_err(Into::into));
+                });
+            }
+            Command::MarkRead { peer, reply } => {
+                let result = async {
+                    let conv = self.store.conversation(self.account_id, peer).await?;
+                    self.store.mark_read(conv.id).await
+                }
+                .await;
+                let _ = reply.send(result.map_err(Into::into));
+            }
+            Command::Disconnect { reply } => {
+                // Handled in the loop; here only after the stream is gone.
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    async fn roster_set(
+        &mut self,
+        item: tokio_xmpp::parsers::roster::Item,
+        reply: crate::handle::Reply<()>,
+    ) {
+        let query = Roster {
+            ver: None,
+            items: vec![item],
+        };
+        let rx = self.send_iq(None, IqPayloadKind::Set(query.into())).await;
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(IQ_TIMEOUT, rx).await {
+                Ok(Ok(r)) => r.map(|_| ()),
+                Ok(Err(_)) => Err(SessionError::Stopped),
+                Err(_) => Err(SessionError::Timeout),
+            };
+            let _ = reply.send(result);
+        });
+    }
+
+    async fn queue_message(
+        &mut self,
+        to: &str,
+        body: String,
+    ) -> Result<natter_store::Message, SessionError> {
+        let peer = BareJid::new(to).map_err(|e| SessionError::InvalidAddress(format!("{to}: {e}")))?;
+        if peer.node().is_none() || peer == self.jid {
+            return Err(SessionError::InvalidAddress(to.to_owned()));
+        }
+        if body.trim().is_empty() {
+            return Err(SessionError::EmptyMessage);
+        }
+        let origin_id = chat::new_origin_id();
+        let new = NewMessage {
+            account_id: self.account_id,
+            peer: peer.to_string(),
+            direction: Direction::Outgoing,
+            sender: self.jid.to_string(),
+            body,
+            timestamp: now_ms(),
+            state: MessageState::Pending,
+            origin_id: Some(origin_id.clone()),
+            stanza_id: None,
+            placement: Placement::Append,
+        };
+        let stored = self
+            .store
+            .insert_message(new)
+            .await?
+            .ok_or_else(|| SessionError::Store("the message was not stored".into()))?;
+        self.waiting.insert(
+            stored.id,
+            OutboxEntry {
+                message_id: stored.id,
+                peer: stored.peer.clone(),
+                body: stored.body.clone(),
+                origin_id,
+                timestamp: stored.timestamp,
+            },
+        );
+        self.emit(Event::Message(stored.clone()));
+        self.pump_outbox().await;
+        Ok(stored)
+    }
+
+    /// Hands waiting outbox entries to the stream, oldest first, while online.
+    async fn pump_outbox(&mut self) {
+        while self.online {
+            let Some((id, entry)) = self.waiting.pop_first() else {
+                break;
+            };
+            let Ok(to) = BareJid::new(&entry.peer) else {
+                let _ = self.internal_tx.send(Internal::Failed(id, "bad address".into()));
+                continue;
+            };
+            let stanza = Stanza::Message(chat::outgoing(&to, &entry.body, &entry.origin_id));
+            let Some(token) = self.send(stanza).await else {
+                self.waiting.insert(id, entry);
+                break;
+            };
+            self.in_flight.insert(id, entry);
+            let internal = self.internal_tx.clone();
+            let sm = self.sm_enabled;
+            tokio::spawn(track_delivery(token, id, self.generation, sm, internal));
+        }
+    }
+
+    async fn on_internal(&mut self, internal: Internal) {
+        match internal {
+            Internal::Sent(id, generation) => {
+                if generation == self.generation && self.in_flight.contains_key(&id) {
+                    self.set_state(id, MessageState::Sent).await;
+                }
+            }
+            Internal::Acked(id) => {
+                // The server has it, whichever stream carried it.
+                self.in_flight.remove(&id);
+                self.waiting.remove(&id);
+                self.set_state(id, MessageState::Acked).await;
+            }
+            Internal::Lost(id, generation) => {
+                // Lost within the current stream (a transport failure): send it again.
+                // Losses of older streams were requeued when the new stream started.
+                if generation == self.generation {
+                    if let Some(entry) = self.in_flight.remove(&id) {
+                        self.waiting.insert(id, entry);
+                        self.pump_outbox().await;
+                    }
+                }
+            }
+            Internal::Failed(id, why) => {
+                tracing::warn!(id, %why, "message failed");
+                self.in_flight.remove(&id);
+                self.waiting.remove(&id);
+                self.set_state(id, MessageState::Failed).await;
+            }
+            Internal::SendIq { to, payload, reply } => {
+                let rx = self.send_iq(to, payload).await;
+                tokio::spawn(async move {
+                    let result = match tokio::time::timeout(IQ_TIMEOUT, rx).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(_)) => Err(SessionError::NotConnected),
+                        Err(_) => Err(SessionError::Timeout),
+                    };
+                    let _ = reply.send(result);
+                });
+            }
+            Internal::MamRoute { query_id, results } => {
+                self.mam_routes.insert(query_id, results);
+            }
+            Internal::MamDone { query_id } => {
+                self.mam_routes.remove(&query_id);
+            }
+        }
+    }
+
+    async fn set_state(&mut self, id: i64, state: MessageState) {
+        match self.store.set_message_state(id, state).await {
+            Ok(()) => self.emit(Event::MessageState { id, state }),
+            Err(e) => tracing::error!(error = %e, "cannot update a message state"),
+        }
+    }
+}
+
+/// Follows one outgoing stanza: sent, then acknowledged by the server (XEP-0198) or lost
+/// with a reset stream.
+async fn track_delivery(
+    mut token: tokio_xmpp::stanzastream::StanzaToken,
+    id: i64,
+    generation: u64,
+    sm: bool,
+    internal: mpsc::UnboundedSender<Internal>,
+) {
+    match token.wait_for(StanzaStage::Sent).await {
+        Some(StanzaState::Sent { .. }) | Some(StanzaState::Acked { .. }) => {
+            let _ = internal.send(Internal::Sent(id, generation));
+        }
+        // A transport failure (the stream broke, the server shut down) is not the
+        // message's fault: it goes out again on the next stream.
+        _ => {
+            let _ = internal.send(Internal::Lost(id, generation));
+            return;
+        }
+    }
+    if !sm {
+        return;
+    }
+    let outcome = match token.wait_for(StanzaStage::Acked).await {
+        Some(StanzaState::Acked { .. }) => Internal::Acked(id),
+        _ => Internal::Lost(id, generation),
+    };
+    let _ = internal.send(outcome);
+}

@@ -1,0 +1,568 @@
+//! The queries. Everything here runs on the store thread.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::{schema, Result, StoreError};
+
+/// An account as configured by the user. The password is not here: it lives in the
+/// Secret Service.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Account {
+    pub id: i64,
+    /// Bare JID.
+    pub jid: String,
+    pub resource: String,
+    /// Manual server override (host name or address); `None` means DNS SRV.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Direct TLS (XEP-0368) instead of STARTTLS when `host` is set.
+    pub direct_tls: bool,
+    /// An extra CA certificate (PEM file) to trust besides the system roots.
+    pub extra_ca: Option<String>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub jid: String,
+    pub name: Option<String>,
+    /// RFC 6121 subscription: none, to, from, both (or remove in a push).
+    pub subscription: String,
+    /// An outgoing subscription request is pending.
+    pub ask: bool,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    pub id: i64,
+    pub account_id: i64,
+    pub peer: String,
+    pub last_activity: i64,
+    pub unread: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+/// Where a message is on its way. Outgoing: pending → sent → acked (or failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MessageState {
+    /// Written to the store, not yet handed to the network.
+    Pending = 0,
+    /// Written to the connection, not yet acknowledged by the server.
+    Sent = 1,
+    /// The server acknowledged it (XEP-0198).
+    Acked = 2,
+    /// The server rejected it.
+    Failed = 3,
+    /// An incoming message.
+    Received = 4,
+}
+
+impl MessageState {
+    fn from_i64(v: i64) -> MessageState {
+        match v {
+            0 => MessageState::Pending,
+            1 => MessageState::Sent,
+            2 => MessageState::Acked,
+            3 => MessageState::Failed,
+            _ => MessageState::Received,
+        }
+    }
+}
+
+/// Where a stored message goes in its conversation's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// It arrived now, after everything already stored (live, sent, forward catch-up):
+    /// it sorts after the conversation's newest message even when its server stamp has
+    /// a coarser clock (Prosody stamps archives to the second).
+    #[default]
+    Append,
+    /// Older history fetched on demand: it sorts by its own timestamp.
+    Backfill,
+}
+
+/// A message to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub account_id: i64,
+    /// Bare JID of the other party.
+    pub peer: String,
+    pub direction: Direction,
+    /// Who wrote it (full JID where known).
+    pub sender: String,
+    pub body: String,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub state: MessageState,
+    pub origin_id: Option<String>,
+    pub stanza_id: Option<String>,
+    pub placement: Placement,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub peer: String,
+    pub direction: Direction,
+    pub sender: String,
+    pub body: String,
+    pub timestamp: i64,
+    /// Position in the conversation (see [`Placement`]).
+    pub sort_key: i64,
+    pub state: MessageState,
+    pub origin_id: Option<String>,
+    pub stanza_id: Option<String>,
+}
+
+/// Position in a conversation's history: messages strictly older than this are returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub sort_key: i64,
+    pub id: i64,
+}
+
+impl From<&Message> for HistoryCursor {
+    fn from(m: &Message) -> Self {
+        HistoryCursor {
+            sort_key: m.sort_key,
+            id: m.id,
+        }
+    }
+}
+
+/// An outgoing message not yet acknowledged by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub message_id: i64,
+    pub peer: String,
+    pub body: String,
+    pub origin_id: String,
+    pub timestamp: i64,
+}
+
+pub struct Db {
+    conn: Connection,
+}
+
+const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, c.peer, m.direction, m.sender, m.body, \
+                               m.timestamp, m.sort_key, m.state, m.origin_id, m.stanza_id";
+
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        peer: r.get(2)?,
+        direction: if r.get::<_, i64>(3)? == 1 {
+            Direction::Outgoing
+        } else {
+            Direction::Incoming
+        },
+        sender: r.get(4)?,
+        body: r.get(5)?,
+        timestamp: r.get(6)?,
+        sort_key: r.get(7)?,
+        state: MessageState::from_i64(r.get(8)?),
+        origin_id: r.get(9)?,
+        stanza_id: r.get(10)?,
+    })
+}
+
+fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: r.get(0)?,
+        jid: r.get(1)?,
+        resource: r.get(2)?,
+        host: r.get(3)?,
+        port: r.get::<_, Option<i64>>(4)?.and_then(|p| u16::try_from(p).ok()),
+        direct_tls: r.get(5)?,
+        extra_ca: r.get(6)?,
+        enabled: r.get(7)?,
+    })
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db> {
+        let mut conn = Connection::open(path)?;
+        // WAL lets readers (the bench kit, a second process) look while we write.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&mut conn)?;
+        Ok(Db { conn })
+    }
+
+    pub fn upsert_account(&mut self, a: &Account) -> Result<i64> {
+        if a.jid.is_empty() || a.jid.contains('/') {
+            return Err(StoreError::Invalid(format!("not a bare JID: {:?}", a.jid)));
+        }
+        self.conn.execute(
+            "INSERT INTO account (jid, resource, host, port, direct_tls, extra_ca, enabled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(jid) DO UPDATE SET resource = excluded.resource, host = excluded.host,
+               port = excluded.port, direct_tls = excluded.direct_tls,
+               extra_ca = excluded.extra_ca, enabled = excluded.enabled",
+            params![
+                a.jid,
+                a.resource,
+                a.host,
+                a.port.map(i64::from),
+                a.direct_tls,
+                a.extra_ca,
+                a.enabled
+            ],
+        )?;
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM account WHERE jid = ?1", [&a.jid], |r| {
+                r.get(0)
+            })?)
+    }
+
+    pub fn accounts(&mut self) -> Result<Vec<Account>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, jid, resource, host, port, direct_tls, extra_ca, enabled
+             FROM account ORDER BY id",
+        )?;
+        let rows = st.query_map([], account_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn account(&mut self, jid: &str) -> Result<Option<Account>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, jid, resource, host, port, direct_tls, extra_ca, enabled
+                 FROM account WHERE jid = ?1",
+                [jid],
+                account_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn remove_account(&mut self, account_id: i64) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM account WHERE id = ?1", [account_id])?;
+        Ok(())
+    }
+
+    pub fn roster_version(&mut self, account_id: i64) -> Result<Option<String>> {
+        Ok(self.conn.query_row(
+            "SELECT roster_ver FROM account WHERE id = ?1",
+            [account_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn set_roster_version(&mut self, account_id: i64, ver: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE account SET roster_ver = ?2 WHERE id = ?1",
+            params![account_id, ver],
+        )?;
+        Ok(())
+    }
+
+    fn put_contact(tx: &rusqlite::Transaction<'_>, account_id: i64, c: &Contact) -> Result<()> {
+        tx.execute(
+            "INSERT INTO contact (account_id, jid, name, subscription, ask, groups)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(account_id, jid) DO UPDATE SET name = excluded.name,
+               subscription = excluded.subscription, ask = excluded.ask, groups = excluded.groups",
+            params![
+                account_id,
+                c.jid,
+                c.name,
+                c.subscription,
+                c.ask,
+                c.groups.join("\n")
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn replace_roster(
+        &mut self,
+        account_id: i64,
+        contacts: &[Contact],
+        ver: Option<&str>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM contact WHERE account_id = ?1", [account_id])?;
+        for c in contacts {
+            Self::put_contact(&tx, account_id, c)?;
+        }
+        tx.execute(
+            "UPDATE account SET roster_ver = ?2 WHERE id = ?1",
+            params![account_id, ver],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn apply_roster_push(
+        &mut self,
+        account_id: i64,
+        c: &Contact,
+        ver: Option<&str>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        if c.subscription == "remove" {
+            tx.execute(
+                "DELETE FROM contact WHERE account_id = ?1 AND jid = ?2",
+                params![account_id, c.jid],
+            )?;
+        } else {
+            Self::put_contact(&tx, account_id, c)?;
+        }
+        if ver.is_some() {
+            tx.execute(
+                "UPDATE account SET roster_ver = ?2 WHERE id = ?1",
+                params![account_id, ver],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn roster(&mut self, account_id: i64) -> Result<Vec<Contact>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT jid, name, subscription, ask, groups FROM contact
+             WHERE account_id = ?1 ORDER BY jid",
+        )?;
+        let rows = st.query_map([account_id], |r| {
+            let groups: String = r.get(4)?;
+            Ok(Contact {
+                jid: r.get(0)?,
+                name: r.get(1)?,
+                subscription: r.get(2)?,
+                ask: r.get(3)?,
+                groups: groups
+                    .split('\n')
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn conversation_id(conn: &Connection, account_id: i64, peer: &str) -> Result<i64> {
+        conn.execute(
+            "INSERT INTO conversation (account_id, peer) VALUES (?1, ?2)
+             ON CONFLICT(account_id, peer) DO NOTHING",
+            params![account_id, peer],
+        )?;
+        Ok(conn.query_row(
+            "SELECT id FROM conversation WHERE account_id = ?1 AND peer = ?2",
+            params![account_id, peer],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn conversation(&mut self, account_id: i64, peer: &str) -> Result<Conversation> {
+        let id = Self::conversation_id(&self.conn, account_id, peer)?;
+        Ok(self.conn.query_row(
+            "SELECT id, account_id, peer, last_activity, unread FROM conversation WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(Conversation {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    peer: r.get(2)?,
+                    last_activity: r.get(3)?,
+                    unread: r.get(4)?,
+                })
+            },
+        )?)
+    }
+
+    pub fn conversations(&mut self, account_id: i64) -> Result<Vec<Conversation>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, account_id, peer, last_activity, unread FROM conversation
+             WHERE account_id = ?1 ORDER BY last_activity DESC",
+        )?;
+        let rows = st.query_map([account_id], |r| {
+            Ok(Conversation {
+                id: r.get(0)?,
+                account_id: r.get(1)?,
+                peer: r.get(2)?,
+                last_activity: r.get(3)?,
+                unread: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn insert_one(conn: &Connection, m: &NewMessage) -> Result<Option<Message>> {
+        let conversation_id = Self::conversation_id(conn, m.account_id, &m.peer)?;
+        let direction = i64::from(m.direction == Direction::Outgoing);
+        let sort_key = match m.placement {
+            Placement::Backfill => m.timestamp,
+            Placement::Append => {
+                let newest: Option<i64> = conn
+                    .prepare_cached("SELECT max(sort_key) FROM message WHERE conversation_id = ?1")?
+                    .query_row([conversation_id], |r| r.get(0))?;
+                newest.map_or(m.timestamp, |n| m.timestamp.max(n.saturating_add(1)))
+            }
+        };
+        let inserted = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO message
+                 (conversation_id, direction, sender, body, timestamp, sort_key, state,
+                  origin_id, stanza_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                conversation_id,
+                direction,
+                m.sender,
+                m.body,
+                m.timestamp,
+                sort_key,
+                m.state as i64,
+                m.origin_id,
+                m.stanza_id
+            ])?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let id = conn.last_insert_rowid();
+        conn.prepare_cached(
+            "UPDATE conversation SET last_activity = max(last_activity, ?2),
+               unread = unread + ?3 WHERE id = ?1",
+        )?
+        .execute(params![
+            conversation_id,
+            m.timestamp,
+            i64::from(m.direction == Direction::Incoming)
+        ])?;
+        Ok(Some(Message {
+            id,
+            conversation_id,
+            peer: m.peer.clone(),
+            direction: m.direction,
+            sender: m.sender.clone(),
+            body: m.body.clone(),
+            timestamp: m.timestamp,
+            sort_key,
+            state: m.state,
+            origin_id: m.origin_id.clone(),
+            stanza_id: m.stanza_id.clone(),
+        }))
+    }
+
+    pub fn insert_message(&mut self, m: &NewMessage) -> Result<Option<Message>> {
+        let tx = self.conn.transaction()?;
+        let out = Self::insert_one(&tx, m)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn insert_messages(&mut self, msgs: &[NewMessage]) -> Result<Vec<Message>> {
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            if let Some(stored) = Self::insert_one(&tx, m)? {
+                out.push(stored);
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn set_message_state(&mut self, id: i64, state: MessageState) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE message SET state = ?2 WHERE id = ?1")?
+            .execute(params![id, state as i64])?;
+        Ok(())
+    }
+
+    pub fn set_stanza_id(&mut self, id: i64, stanza_id: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE OR IGNORE message SET stanza_id = ?2 WHERE id = ?1")?
+            .execute(params![id, stanza_id])?;
+        Ok(())
+    }
+
+    pub fn outbox(&mut self, account_id: i64) -> Result<Vec<OutboxEntry>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT m.id, c.peer, m.body, m.origin_id, m.timestamp
+             FROM message m JOIN conversation c ON c.id = m.conversation_id
+             WHERE m.state < 2 AND m.direction = 1 AND c.account_id = ?1
+             ORDER BY m.id",
+        )?;
+        let rows = st.query_map([account_id], |r| {
+            Ok(OutboxEntry {
+                message_id: r.get(0)?,
+                peer: r.get(1)?,
+                body: r.get(2)?,
+                origin_id: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                timestamp: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn history(
+        &mut self,
+        conversation_id: i64,
+        before: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let (key, id) = before.map_or((i64::MAX, i64::MAX), |c| (c.sort_key, c.id));
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM message m JOIN conversation c ON c.id = m.conversation_id
+             WHERE m.conversation_id = ?1 AND (m.sort_key, m.id) < (?2, ?3)
+             ORDER BY m.sort_key DESC, m.id DESC LIMIT ?4"
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![conversation_id, key, id, limit], message_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn message_count(&mut self, account_id: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM message m JOIN conversation c ON c.id = m.conversation_id
+             WHERE c.account_id = ?1",
+            [account_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn archive_cursor(&mut self, account_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT archive_cursor FROM account WHERE id = ?1",
+                [account_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    pub fn set_archive_cursor(&mut self, account_id: i64, id: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE account SET archive_cursor = ?2 WHERE id = ?1",
+            params![account_id, id],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_read(&mut self, conversation_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversation SET unread = 0 WHERE id = ?1",
+            [conversation_id],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,220 @@
+//! Natter's persistent state: one SQLite file (WAL), owned by one thread.
+//!
+//! rusqlite's `Connection` is not `Sync`, so a dedicated thread owns it and callers
+//! talk to it through [`Store`], whose methods are `async` and never block the caller's
+//! thread. Schema changes are numbered migrations (see [`schema`]).
+
+mod db;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::thread;
+
+use tokio::sync::oneshot;
+
+pub use db::{
+    Account, Contact, Conversation, Direction, HistoryCursor, Message, MessageState,
+    NewMessage, OutboxEntry, Placement,
+};
+
+/// Errors the store reports. Each names what failed in a way a log reader understands.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database was created by a newer Natter (schema {found}, this build knows {known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("the database thread has stopped")]
+    Closed,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+type Job = Box<dyn FnOnce(&mut db::Db) + Send>;
+
+/// Handle to the store thread. Cheap to clone; the thread ends when the last clone drops.
+#[derive(Clone)]
+pub struct Store {
+    jobs: std_mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (jobs, rx) = std_mpsc::channel::<Job>();
+        let thread_path = path.clone();
+        thread::Builder::new()
+            .name("natter-store".into())
+            .spawn(move || {
+                let mut db = match db::Db::open(&thread_path) {
+                    Ok(db) => {
+                        let _ = ready_tx.send(Ok(()));
+                        db
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(job) = rx.recv() {
+                    job(&mut db);
+                }
+            })
+            .map_err(|e| StoreError::Invalid(format!("cannot start the store thread: {e}")))?;
+        ready_rx.await.map_err(|_| StoreError::Closed)??;
+        Ok(Store { jobs, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the store thread and returns its result.
+    async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut db::Db) -> Result<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |db| {
+                let _ = tx.send(f(db));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn upsert_account(&self, account: Account) -> Result<i64> {
+        self.call(move |db| db.upsert_account(&account)).await
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        self.call(|db| db.accounts()).await
+    }
+
+    pub async fn account(&self, jid: String) -> Result<Option<Account>> {
+        self.call(move |db| db.account(&jid)).await
+    }
+
+    pub async fn remove_account(&self, account_id: i64) -> Result<()> {
+        self.call(move |db| db.remove_account(account_id)).await
+    }
+
+    pub async fn roster_version(&self, account_id: i64) -> Result<Option<String>> {
+        self.call(move |db| db.roster_version(account_id)).await
+    }
+
+    pub async fn set_roster_version(&self, account_id: i64, ver: Option<String>) -> Result<()> {
+        self.call(move |db| db.set_roster_version(account_id, ver.as_deref()))
+            .await
+    }
+
+    /// Replaces the whole roster (a full roster result) and its version in one transaction.
+    pub async fn replace_roster(
+        &self,
+        account_id: i64,
+        contacts: Vec<Contact>,
+        ver: Option<String>,
+    ) -> Result<()> {
+        self.call(move |db| db.replace_roster(account_id, &contacts, ver.as_deref()))
+            .await
+    }
+
+    /// Applies one roster push: `contact.subscription == "remove"` deletes it.
+    pub async fn apply_roster_push(
+        &self,
+        account_id: i64,
+        contact: Contact,
+        ver: Option<String>,
+    ) -> Result<()> {
+        self.call(move |db| db.apply_roster_push(account_id, &contact, ver.as_deref()))
+            .await
+    }
+
+    pub async fn roster(&self, account_id: i64) -> Result<Vec<Contact>> {
+        self.call(move |db| db.roster(account_id)).await
+    }
+
+    pub async fn conversation(&self, account_id: i64, peer: String) -> Result<Conversation> {
+        self.call(move |db| db.conversation(account_id, &peer)).await
+    }
+
+    pub async fn conversations(&self, account_id: i64) -> Result<Vec<Conversation>> {
+        self.call(move |db| db.conversations(account_id)).await
+    }
+
+    /// Stores a message unless one with the same origin-id from the same sender, or the
+    /// same archive stanza-id, is already stored. Returns the new row, or `None` for a
+    /// duplicate.
+    pub async fn insert_message(&self, msg: NewMessage) -> Result<Option<Message>> {
+        self.call(move |db| db.insert_message(&msg)).await
+    }
+
+    /// Stores many messages in one transaction (archive pages, bursts); duplicates skipped.
+    pub async fn insert_messages(&self, msgs: Vec<NewMessage>) -> Result<Vec<Message>> {
+        self.call(move |db| db.insert_messages(&msgs)).await
+    }
+
+    pub async fn set_message_state(&self, message_id: i64, state: MessageState) -> Result<()> {
+        self.call(move |db| db.set_message_state(message_id, state)).await
+    }
+
+    /// Records the archive id the server gave to one of our own messages.
+    pub async fn set_stanza_id(&self, message_id: i64, stanza_id: String) -> Result<()> {
+        self.call(move |db| db.set_stanza_id(message_id, &stanza_id)).await
+    }
+
+    /// Outgoing messages the server has not acknowledged yet, oldest first.
+    pub async fn outbox(&self, account_id: i64) -> Result<Vec<OutboxEntry>> {
+        self.call(move |db| db.outbox(account_id)).await
+    }
+
+    /// The newest `limit` messages of a conversation older than `before` (newest first).
+    pub async fn history(
+        &self,
+        conversation_id: i64,
+        before: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        self.call(move |db| db.history(conversation_id, before, limit))
+            .await
+    }
+
+    pub async fn message_count(&self, account_id: i64) -> Result<i64> {
+        self.call(move |db| db.message_count(account_id)).await
+    }
+
+    /// The last archive id seen for this account's own archive (MAM catch-up point).
+    pub async fn archive_cursor(&self, account_id: i64) -> Result<Option<String>> {
+        self.call(move |db| db.archive_cursor(account_id)).await
+    }
+
+    pub async fn set_archive_cursor(&self, account_id: i64, id: String) -> Result<()> {
+        self.call(move |db| db.set_archive_cursor(account_id, &id))
+            .await
+    }
+
+    pub async fn mark_read(&self, conversation_id: i64) -> Result<()> {
+        self.call(move |db| db.mark_read(conversation_id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+//! Numbered schema migrations, applied in order and recorded in `PRAGMA user_version`.
+//! Never edit a migration that has shipped: add the next one.
+
+use rusqlite::Connection;
+
+use crate::{Result, StoreError};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, roster, conversations, messages (with the outbox as a partial index).
+    r#"
+    CREATE TABLE account (
+        id             INTEGER PRIMARY KEY,
+        jid            TEXT NOT NULL UNIQUE,
+        resource       TEXT NOT NULL,
+        host           TEXT,
+        port           INTEGER,
+        direct_tls     INTEGER NOT NULL DEFAULT 0,
+        extra_ca       TEXT,
+        enabled        INTEGER NOT NULL DEFAULT 1,
+        roster_ver     TEXT,
+        archive_cursor TEXT
+    );
+    CREATE TABLE contact (
+        account_id   INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+        jid          TEXT NOT NULL,
+        name         TEXT,
+        subscription TEXT NOT NULL,
+        ask          INTEGER NOT NULL DEFAULT 0,
+        groups       TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (account_id, jid)
+    ) WITHOUT ROWID;
+    CREATE TABLE conversation (
+        id            INTEGER PRIMARY KEY,
+        account_id    INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+        peer          TEXT NOT NULL,
+        last_activity INTEGER NOT NULL DEFAULT 0,
+        unread        INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (account_id, peer)
+    );
+    CREATE TABLE message (
+        id              INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversation(id) ON DELETE CASCADE,
+        direction       INTEGER NOT NULL,
+        sender          TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        timestamp       INTEGER NOT NULL,
+        sort_key        INTEGER NOT NULL,
+        state           INTEGER NOT NULL,
+        origin_id       TEXT,
+        stanza_id       TEXT
+    );
+    CREATE INDEX message_history ON message(conversation_id, sort_key, id);
+    CREATE UNIQUE INDEX message_origin_id
+        ON message(conversation_id, direction, origin_id) WHERE origin_id IS NOT NULL;
+    CREATE UNIQUE INDEX message_stanza_id
+        ON message(conversation_id, stanza_id) WHERE stanza_id IS NOT NULL;
+    CREATE INDEX message_outbox ON message(state) WHERE state < 2;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            found,
+            known: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "database migrated");
+    }
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! A real, private Prosody for tests, benchmarks and `make demo`: its own directory,
+//! its own loopback ports, its own CA and certificate made per run with `openssl`,
+//! accounts made with `prosodyctl`. Nothing here is a mock.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use natter_core::store::Account;
+
+pub mod proxy;
+
+/// The XMPP domain every harness server serves.
+pub const DOMAIN: &str = "localhost";
+
+pub struct Prosody {
+    dir: tempfile::TempDir,
+    pub c2s_port: u16,
+    pub direct_tls_port: u16,
+    child: Option<Child>,
+    as_prosody_user: bool,
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn run(cmd: &mut Command) -> io::Result<()> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+impl Prosody {
+    /// Starts a fresh server and waits until it accepts connections.
+    pub fn start() -> io::Result<Prosody> {
+        let dir = tempfile::Builder::new().prefix("natter-prosody-").tempdir()?;
+        let c2s_port = free_port()?;
+        let direct_tls_port = free_port()?;
+        let mut p = Prosody {
+            dir,
+            c2s_port,
+            direct_tls_port,
+            child: None,
+            as_prosody_user: is_root(),
+        };
+        p.make_certificates()?;
+        p.write_config()?;
+        if p.as_prosody_user {
+            run(Command::new("chown").args(["-R", "prosody:prosody"]).arg(p.dir.path()))?;
+            // The temp dir itself is 0700 root; prosody must be able to enter it.
+            std::fs::set_permissions(
+                p.dir.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )?;
+        }
+        p.spawn()?;
+        Ok(p)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The CA that signed the server certificate (PEM).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("prosody.cfg.lua")
+    }
+
+    fn make_certificates(&self) -> io::Result<()> {
+        let d = self.dir.path();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        run(Command::new("openssl")
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-days", "2", "-subj", "/CN=Natter Test CA"])
+            .arg("-keyout")
+            .arg(d.join("ca.key"))
+            .arg("-out")
+            .arg(d.join("ca.crt"))
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]))?;
+        run(Command::new("openssl")
+            .arg("req")
+            .args(ec)
+            .args(["-subj", "/CN=localhost"])
+            .arg("-keyout")
+            .arg(d.join("localhost.key"))
+            .arg("-out")
+            .arg(d.join("localhost.csr")))?;
+        std::fs::write(
+            d.join("ext"),
+            "subjectAltName=DNS:localhost,DNS:conference.localhost,DNS:upload.localhost\n\
+             extendedKeyUsage=serverAuth\n",
+        )?;
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2"])
+            .arg("-in")
+            .arg(d.join("localhost.csr"))
+            .arg("-CA")
+            .arg(d.join("ca.crt"))
+            .arg("-CAkey")
+            .arg(d.join("ca.key"))
+            .arg("-CAcreateserial")
+            .arg("-extfile")
+            .arg(d.join("ext"))
+            .arg("-out")
+            .arg(d.join("localhost.crt")))?;
+        Ok(())
+    }
+
+    fn write_config(&self) -> io::Result<()> {
+        let d = self.dir.path().display();
+        let config = format!(
+            r#"-- written by natter-testkit
+data_path = "{d}/data"
+log = {{ info = "{d}/prosody.log" }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {c2s} }}
+c2s_direct_tls_ports = {{ {tls} }}
+c2s_direct_tls_ssl = {{ certificate = "{d}/localhost.crt"; key = "{d}/localhost.key" }}
+s2s_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+component_ports = {{ }}
+ssl = {{ certificate = "{d}/localhost.crt"; key = "{d}/localhost.key" }}
+c2s_require_encryption = true
+authentication = "internal_hashed"
+storage = "internal"
+archive_expires_after = "never"
+default_archive_policy = true
+max_archive_query_results = 250
+smacks_hibernation_time = 120
+pidfile = "{d}/prosody.pid"
+modules_enabled = {{
+  "roster", "saslauth", "tls", "disco", "carbons", "pep", "blocklist", "vcard4",
+  "vcard_legacy", "private", "bookmarks", "mam", "smacks", "csi_simple", "ping",
+  "version", "time", "uptime", "posix",
+}}
+-- As in ../shared/bench: offline messages live only in the archive (MAM), so clients
+-- catch up through XEP-0313 rather than through a flood at login.
+modules_disabled = {{ "s2s", "offline" }}
+VirtualHost "localhost"
+-- Served with the localhost certificate: a client must refuse it for this name.
+VirtualHost "othername.test"
+"#,
+            c2s = self.c2s_port,
+            tls = self.direct_tls_port,
+        );
+        std::fs::create_dir_all(self.dir.path().join("data"))?;
+        std::fs::write(self.config_path(), config)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        if self.as_prosody_user {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=prosody", "--regid=prosody", "--init-groups", program]);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("prosody.stdout"))?;
+        let child = self
+            .command("prosody")
+            .arg("-F")
+            .arg("--config")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let addr = SocketAddr::from(([127, 0, 0, 1], self.c2s_port));
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(io::Error::other(format!(
+                        "prosody exited ({status}): {}",
+                        self.log()
+                    )));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(io::Error::other(format!(
+            "prosody did not open port {}: {}",
+            self.c2s_port,
+            self.log()
+        )))
+    }
+
+    /// Prosody's log so far (for failing tests).
+    pub fn log(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!("{}{}", read("prosody.stdout"), read("prosody.log"))
+    }
+
+    /// Creates an account.
+    pub fn register(&self, user: &str, password: &str) -> io::Result<()> {
+        run(self
+            .command("prosodyctl")
+            .arg("--config")
+            .arg(self.config_path())
+            .args(["register", user, DOMAIN, password]))
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash or power loss would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same ports with the same data.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// An account record for `user` on this server, trusting its CA.
+    pub fn account(&self, user: &str) -> Account {
+        Account {
+            id: 0,
+            jid: format!("{user}@{DOMAIN}"),
+            resource: "natter-test".into(),
+            host: Some("127.0.0.1".into()),
+            port: Some(self.c2s_port),
+            direct_tls: false,
+            extra_ca: Some(self.ca_path().display().to_string()),
+            enabled: true,
+        }
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Logs to stderr once per process, at `RUST_LOG` or `natter=info`.
+pub fn init_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// One account signed in through `natter-core`, with its own store file and event log.
+pub struct Peer {
+    pub handle: natter_core::SessionHandle,
+    pub store: natter_core::store::Store,
+    pub events: tokio::sync::mpsc::UnboundedReceiver<natter_core::AccountEvent>,
+    pub seen: Vec<natter_core::Event>,
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    /// Starts a session for `account` with `password` (not waiting for sign-in).
+    pub async fn start(account: Account, password: &str) -> io::Result<Peer> {
+        let dir = tempfile::tempdir()?;
+        let store = natter_core::store::Store::open(dir.path().join("natter.db"))
+            .await
+            .map_err(io::Error::other)?;
+        let mut account = account;
+        account.id = store
+            .upsert_account(account.clone())
+            .await
+            .map_err(io::Error::other)?;
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let config = natter_core::SessionConfig {
+            account,
+            password: password.to_owned(),
+            backoff: natter_core::Backoff {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(2),
+            },
+        };
+        let handle = natter_core::start(config, store.clone(), tx).map_err(io::Error::other)?;
+        Ok(Peer {
+            handle,
+            store,
+            events,
+            seen: Vec::new(),
+            _dir: dir,
+        })
+    }
+
+    /// Waits until an event matches `pred` (events seen earlier count too), and returns it.
+    pub async fn wait_for<F>(&mut self, timeout: Duration, mut pred: F) -> Option<natter_core::Event>
+    where
+        F: FnMut(&natter_core::Event) -> bool,
+    {
+        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+            return Some(e.clone());
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv()).await.ok()??;
+            self.seen.push(ev.event.clone());
+            if pred(&ev.event) {
+                return Some(ev.event);
+            }
+        }
+    }
+
+    /// Waits for the session to be online; returns the bound full JID.
+    pub async fn online(&mut self) -> Option<String> {
+        let ev = self
+            .wait_for(Duration::from_secs(20), |e| {
+                matches!(
+                    e,
+                    natter_core::Event::Connection(natter_core::ConnectionState::Online { .. })
+                        | natter_core::Event::Connection(natter_core::ConnectionState::Failed(_))
+                )
+            })
+            .await?;
+        match ev {
+            natter_core::Event::Connection(natter_core::ConnectionState::Online { jid, .. }) => {
+                Some(jid)
+            }
+            _ => None,
+        }
+    }
+
+    /// Drains events that arrived so far into `seen`.
+    pub fn drain(&mut self) {
+        while let Ok(ev) = self.events.try_recv() {
+            self.seen.push(ev.event);
+        }
+    }
+}
