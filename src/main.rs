@@ -1,1 +1,20 @@
-fn main() {}
+//! Natter: a GNOME desktop XMPP client.
+
+mod app;
+mod backend;
+mod i18n;
+
+use relm4::RelmApp;
+
+pub const APP_ID: &str = "im.natter.Natter";
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("natter=info,natter_core=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    i18n::init();
+    // Sessions run on our own tokio runtime, never on the GTK main thread.
+    backend::runtime();
+    let app = RelmApp::new(APP_ID).with_args(Vec::new());
+    app.run::<app::App>(());
+}

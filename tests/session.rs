@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use natter_core::store::{Direction, MessageState};
 use natter_core::{ConnectError, ConnectionState, Event, SubscriptionAction};
-use natter_testkit::{proxy::Relay, init_tracing, Peer, Prosody};
+use natter_testkit::{init_tracing, proxy::Relay, Peer, Prosody};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -40,7 +40,9 @@ async fn login_ok_over_starttls_and_direct_tls() {
     let p = server(&["demo"]);
     let starttls = peer(&p, "demo").await;
     match starttls.seen.iter().rev().find_map(|e| match e {
-        Event::Connection(ConnectionState::Online { jid, resumed }) => Some((jid.clone(), *resumed)),
+        Event::Connection(ConnectionState::Online { jid, resumed }) => {
+            Some((jid.clone(), *resumed))
+        }
         _ => None,
     }) {
         Some((jid, resumed)) => {
@@ -55,13 +57,18 @@ async fn login_ok_over_starttls_and_direct_tls() {
     account.port = Some(p.direct_tls_port);
     account.direct_tls = true;
     let mut direct = Peer::start(account, "demo-pw").await.unwrap();
-    assert!(direct.online().await.is_some(), "direct TLS (XEP-0368) signs in");
+    assert!(
+        direct.online().await.is_some(),
+        "direct TLS (XEP-0368) signs in"
+    );
 }
 
 #[tokio::test]
 async fn wrong_password_is_final() {
     let p = server(&["demo"]);
-    let mut peer = Peer::start(p.account("demo"), "not-the-password").await.unwrap();
+    let mut peer = Peer::start(p.account("demo"), "not-the-password")
+        .await
+        .unwrap();
     let ev = peer
         .wait_for(T, |e| failed(e).is_some())
         .await
@@ -92,15 +99,23 @@ async fn untrusted_certificate_is_refused_with_the_reason() {
     let mut account = p.account("demo");
     account.extra_ca = None; // the harness CA is not in the system store
     let mut peer = Peer::start(account, "demo-pw").await.unwrap();
-    let ev = peer.wait_for(T, |e| failed(e).is_some()).await.expect("final error");
+    let ev = peer
+        .wait_for(T, |e| failed(e).is_some())
+        .await
+        .expect("final error");
     match failed(&ev) {
         Some(ConnectError::Certificate(why)) => {
             assert!(why.contains("authority"), "{why}");
-            assert!(ConnectError::Certificate(why).to_string().contains("not trusted"));
+            assert!(ConnectError::Certificate(why)
+                .to_string()
+                .contains("not trusted"));
         }
         other => panic!("expected a certificate error, got {other:?}"),
     }
-    assert!(!p.log().contains("Authenticated as"), "no login over an untrusted link");
+    assert!(
+        !p.log().contains("Authenticated as"),
+        "no login over an untrusted link"
+    );
 }
 
 #[tokio::test]
@@ -110,7 +125,10 @@ async fn certificate_for_another_name_is_refused() {
     let mut account = p.account("demo");
     account.jid = "demo@othername.test".into();
     let mut peer = Peer::start(account, "demo-pw").await.unwrap();
-    let ev = peer.wait_for(T, |e| failed(e).is_some()).await.expect("final error");
+    let ev = peer
+        .wait_for(T, |e| failed(e).is_some())
+        .await
+        .expect("final error");
     match failed(&ev) {
         Some(ConnectError::Certificate(why)) => assert!(why.contains("othername.test"), "{why}"),
         other => panic!("expected a certificate error, got {other:?}"),
@@ -123,8 +141,14 @@ async fn a_domain_the_server_does_not_host_is_a_final_error() {
     let mut account = p.account("demo");
     account.jid = "demo@example.org".into();
     let mut peer = Peer::start(account, "demo-pw").await.unwrap();
-    let ev = peer.wait_for(T, |e| failed(e).is_some()).await.expect("final error");
-    assert_eq!(failed(&ev), Some(ConnectError::NotServed("example.org".into())));
+    let ev = peer
+        .wait_for(T, |e| failed(e).is_some())
+        .await
+        .expect("final error");
+    assert_eq!(
+        failed(&ev),
+        Some(ConnectError::NotServed("example.org".into()))
+    );
 }
 
 #[tokio::test]
@@ -133,37 +157,67 @@ async fn two_accounts_chat_both_ways_with_ids_stored() {
     let mut demo = peer(&p, "demo").await;
     let mut friend = peer(&p, "friend").await;
 
-    let sent = demo.handle.send_message("friend@localhost", "Hello friend").await.unwrap();
+    let sent = demo
+        .handle
+        .send_message("friend@localhost", "Hello friend")
+        .await
+        .unwrap();
     assert_eq!(sent.direction, Direction::Outgoing);
     assert!(sent.origin_id.is_some());
     let got = friend
-        .wait_for(T, |e| matches!(e, Event::Message(m) if m.body == "Hello friend"))
+        .wait_for(
+            T,
+            |e| matches!(e, Event::Message(m) if m.body == "Hello friend"),
+        )
         .await
         .expect("friend receives");
-    let Event::Message(got) = got else { unreachable!() };
+    let Event::Message(got) = got else {
+        unreachable!()
+    };
     assert_eq!(got.direction, Direction::Incoming);
     assert_eq!(got.peer, "demo@localhost");
     assert!(got.sender.starts_with("demo@localhost/"));
-    assert_eq!(got.origin_id, sent.origin_id, "origin-id travels (XEP-0359)");
-    assert!(got.stanza_id.is_some(), "the server's stanza-id is recorded");
+    assert_eq!(
+        got.origin_id, sent.origin_id,
+        "origin-id travels (XEP-0359)"
+    );
+    assert!(
+        got.stanza_id.is_some(),
+        "the server's stanza-id is recorded"
+    );
 
     // demo's copy reaches "acked" (XEP-0198).
     let id = sent.id;
-    demo.wait_for(T, |e| matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id))
-        .await
-        .expect("acknowledged by the server");
+    demo.wait_for(
+        T,
+        |e| matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id),
+    )
+    .await
+    .expect("acknowledged by the server");
 
-    friend.handle.send_message("demo@localhost", "Hi demo").await.unwrap();
+    friend
+        .handle
+        .send_message("demo@localhost", "Hi demo")
+        .await
+        .unwrap();
     demo.wait_for(T, |e| matches!(e, Event::Message(m) if m.body == "Hi demo"))
         .await
         .expect("demo receives");
 
     // Both stores hold both messages in one conversation, newest first.
-    let page = demo.handle.history("friend@localhost", None, 10).await.unwrap();
+    let page = demo
+        .handle
+        .history("friend@localhost", None, 10)
+        .await
+        .unwrap();
     let bodies: Vec<_> = page.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["Hi demo", "Hello friend"]);
     assert_eq!(page[1].state, MessageState::Acked);
-    let page = friend.handle.history("demo@localhost", None, 10).await.unwrap();
+    let page = friend
+        .handle
+        .history("demo@localhost", None, 10)
+        .await
+        .unwrap();
     assert_eq!(page.len(), 2);
     assert!(page.iter().all(|m| m.origin_id.is_some()));
 }
@@ -175,18 +229,28 @@ async fn roster_subscription_and_presence() {
     let mut friend = peer(&p, "friend").await;
 
     demo.handle
-        .add_contact("friend@localhost", Some("Friend".into()), vec!["Pals".into()])
+        .add_contact(
+            "friend@localhost",
+            Some("Friend".into()),
+            vec!["Pals".into()],
+        )
         .await
         .expect("roster set");
-    demo.wait_for(T, |e| matches!(e, Event::RosterItem(c) if c.jid == "friend@localhost"))
-        .await
-        .expect("roster push");
+    demo.wait_for(
+        T,
+        |e| matches!(e, Event::RosterItem(c) if c.jid == "friend@localhost"),
+    )
+    .await
+    .expect("roster push");
     demo.handle
         .subscription("friend@localhost", SubscriptionAction::Request)
         .await
         .unwrap();
     friend
-        .wait_for(T, |e| matches!(e, Event::SubscriptionRequest { from } if from == "demo@localhost"))
+        .wait_for(
+            T,
+            |e| matches!(e, Event::SubscriptionRequest { from } if from == "demo@localhost"),
+        )
         .await
         .expect("friend sees the request");
     friend
@@ -203,30 +267,44 @@ async fn roster_subscription_and_presence() {
     assert_eq!(resources.len(), 1);
 
     let roster = demo.handle.roster().await.unwrap();
-    let c = roster.iter().find(|c| c.jid == "friend@localhost").expect("in roster");
+    let c = roster
+        .iter()
+        .find(|c| c.jid == "friend@localhost")
+        .expect("in roster");
     assert_eq!(c.subscription, "to");
     assert_eq!(c.name.as_deref(), Some("Friend"));
     assert_eq!(c.groups, ["Pals"]);
 
-    demo.handle.rename_contact("friend@localhost", "Best friend").await.unwrap();
-    demo.wait_for(T, |e| {
-        matches!(e, Event::RosterItem(c) if c.name.as_deref() == Some("Best friend"))
-    })
+    demo.handle
+        .rename_contact("friend@localhost", "Best friend")
+        .await
+        .unwrap();
+    demo.wait_for(
+        T,
+        |e| matches!(e, Event::RosterItem(c) if c.name.as_deref() == Some("Best friend")),
+    )
     .await
     .expect("rename pushed");
 
     // Going offline is seen.
     friend.handle.disconnect().await.unwrap();
-    demo.wait_for(T, |e| {
-        matches!(e, Event::Presence { jid, presence: None, .. } if jid == "friend@localhost")
-    })
+    demo.wait_for(
+        T,
+        |e| matches!(e, Event::Presence { jid, presence: None, .. } if jid == "friend@localhost"),
+    )
     .await
     .expect("friend goes offline");
 
-    demo.handle.remove_contact("friend@localhost").await.unwrap();
-    demo.wait_for(T, |e| matches!(e, Event::RosterRemoved { jid } if jid == "friend@localhost"))
+    demo.handle
+        .remove_contact("friend@localhost")
         .await
-        .expect("removed");
+        .unwrap();
+    demo.wait_for(
+        T,
+        |e| matches!(e, Event::RosterRemoved { jid } if jid == "friend@localhost"),
+    )
+    .await
+    .expect("removed");
     assert!(demo.handle.roster().await.unwrap().is_empty());
 }
 
@@ -272,7 +350,9 @@ async fn roster_push_from_another_account_is_ignored() {
     .unwrap();
     let stanza = tokio_xmpp::Stanza::try_from(push).unwrap();
     let mut token = mallory.send(Box::new(stanza)).await;
-    token.wait_for(tokio_xmpp::stanzastream::StanzaStage::Acked).await;
+    token
+        .wait_for(tokio_xmpp::stanzastream::StanzaStage::Acked)
+        .await;
     // Also a message pretending to be demo's own archive result.
     let fake: tokio_xmpp::minidom::Element = format!(
         "<message xmlns='jabber:client' to='{demo_full}'>
@@ -285,7 +365,9 @@ async fn roster_push_from_another_account_is_ignored() {
     .unwrap();
     let stanza = tokio_xmpp::Stanza::try_from(fake).unwrap();
     let mut token = mallory.send(Box::new(stanza)).await;
-    token.wait_for(tokio_xmpp::stanzastream::StanzaStage::Acked).await;
+    token
+        .wait_for(tokio_xmpp::stanzastream::StanzaStage::Acked)
+        .await;
 
     // A real message after them proves demo processed the stream past the spoofed ones.
     let real: tokio_xmpp::minidom::Element = format!(
@@ -293,7 +375,9 @@ async fn roster_push_from_another_account_is_ignored() {
     )
     .parse()
     .unwrap();
-    mallory.send(Box::new(tokio_xmpp::Stanza::try_from(real).unwrap())).await;
+    mallory
+        .send(Box::new(tokio_xmpp::Stanza::try_from(real).unwrap()))
+        .await;
     demo.wait_for(T, |e| matches!(e, Event::Message(m) if m.body == "marker"))
         .await
         .expect("marker arrives");
@@ -308,7 +392,11 @@ async fn roster_push_from_another_account_is_ignored() {
         .seen
         .iter()
         .any(|e| matches!(e, Event::Message(m) if m.body == "forged")));
-    let history = demo.handle.history("boss@localhost", None, 10).await.unwrap();
+    let history = demo
+        .handle
+        .history("boss@localhost", None, 10)
+        .await
+        .unwrap();
     assert!(history.is_empty());
     mallory.close().await;
 }
@@ -321,7 +409,13 @@ async fn server_crash_during_200_messages_loses_and_repeats_nothing() {
 
     let mut ids = Vec::new();
     for i in 0..100 {
-        ids.push(demo.handle.send_message("friend@localhost", &format!("msg {i:03}")).await.unwrap().id);
+        ids.push(
+            demo.handle
+                .send_message("friend@localhost", &format!("msg {i:03}"))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     // Kill the server while the tail of the first hundred may still be unacknowledged.
     let last = *ids.last().unwrap();
@@ -331,7 +425,13 @@ async fn server_crash_during_200_messages_loses_and_repeats_nothing() {
     p.kill();
     // The second hundred is typed while the server is down.
     for i in 100..200 {
-        ids.push(demo.handle.send_message("friend@localhost", &format!("msg {i:03}")).await.unwrap().id);
+        ids.push(
+            demo.handle
+                .send_message("friend@localhost", &format!("msg {i:03}"))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     p.restart().expect("prosody restarts");
@@ -339,25 +439,39 @@ async fn server_crash_during_200_messages_loses_and_repeats_nothing() {
     // Every message is acknowledged by the server in the end…
     for id in &ids {
         let id = *id;
-        demo.wait_for(Duration::from_secs(60), |e| {
-            matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id)
-        })
+        demo.wait_for(
+            Duration::from_secs(60),
+            |e| matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id),
+        )
         .await
         .unwrap_or_else(|| panic!("message {id} acknowledged; log:\n{}", p.log()));
     }
-    assert!(demo.store.outbox(demo.handle.account_id()).await.unwrap().is_empty());
+    assert!(demo
+        .store
+        .outbox(demo.handle.account_id())
+        .await
+        .unwrap()
+        .is_empty());
 
     // …and the friend holds each exactly once, in order.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let n = friend.store.message_count(friend.handle.account_id()).await.unwrap();
+        let n = friend
+            .store
+            .message_count(friend.handle.account_id())
+            .await
+            .unwrap();
         if n >= 200 || tokio::time::Instant::now() > deadline {
             break;
         }
         friend.drain();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut page = friend.handle.history("demo@localhost", None, 1000).await.unwrap();
+    let mut page = friend
+        .handle
+        .history("demo@localhost", None, 1000)
+        .await
+        .unwrap();
     page.reverse();
     let bodies: Vec<_> = page.iter().map(|m| m.body.clone()).collect();
     let expected: Vec<_> = (0..200).map(|i| format!("msg {i:03}")).collect();
@@ -372,38 +486,79 @@ async fn server_crash_during_200_messages_loses_and_repeats_nothing() {
 #[tokio::test]
 async fn stream_management_resumes_after_a_cut_connection() {
     let p = server(&["demo", "friend"]);
-    let relay = Relay::start(([127, 0, 0, 1], p.c2s_port).into()).await.unwrap();
+    let relay = Relay::start(([127, 0, 0, 1], p.c2s_port).into())
+        .await
+        .unwrap();
     let mut account = p.account("demo");
     account.port = Some(relay.port);
     let mut demo = Peer::start(account, "demo-pw").await.unwrap();
     assert!(demo.online().await.is_some());
     let mut friend = peer(&p, "friend").await;
 
-    let before = demo.handle.send_message("friend@localhost", "before the cut").await.unwrap();
-    let id = before.id;
-    demo.wait_for(T, |e| matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id))
+    let before = demo
+        .handle
+        .send_message("friend@localhost", "before the cut")
         .await
         .unwrap();
+    let id = before.id;
+    demo.wait_for(
+        T,
+        |e| matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id),
+    )
+    .await
+    .unwrap();
     relay.cut();
     // Sent while the connection is down, and a message to demo while it is away.
-    demo.handle.send_message("friend@localhost", "during the cut").await.unwrap();
-    friend.handle.send_message("demo@localhost", "while you were away").await.unwrap();
+    demo.handle
+        .send_message("friend@localhost", "during the cut")
+        .await
+        .unwrap();
+    friend
+        .handle
+        .send_message("demo@localhost", "while you were away")
+        .await
+        .unwrap();
 
     demo.wait_for(T, |e| {
-        matches!(e, Event::Connection(ConnectionState::Online { resumed: true, .. }))
+        matches!(
+            e,
+            Event::Connection(ConnectionState::Online { resumed: true, .. })
+        )
     })
     .await
     .unwrap_or_else(|| panic!("resumed; events {:?}", demo.seen));
     assert!(relay.accepted() >= 2);
     friend
-        .wait_for(T, |e| matches!(e, Event::Message(m) if m.body == "during the cut"))
+        .wait_for(
+            T,
+            |e| matches!(e, Event::Message(m) if m.body == "during the cut"),
+        )
         .await
         .expect("sent during the cut arrives");
-    demo.wait_for(T, |e| matches!(e, Event::Message(m) if m.body == "while you were away"))
+    demo.wait_for(
+        T,
+        |e| matches!(e, Event::Message(m) if m.body == "while you were away"),
+    )
+    .await
+    .expect("received while away arrives");
+    let page = friend
+        .handle
+        .history("demo@localhost", None, 10)
         .await
-        .expect("received while away arrives");
-    let page = friend.handle.history("demo@localhost", None, 10).await.unwrap();
-    assert_eq!(page.iter().filter(|m| m.body == "during the cut").count(), 1);
-    let page = demo.handle.history("friend@localhost", None, 10).await.unwrap();
-    assert_eq!(page.iter().filter(|m| m.body == "while you were away").count(), 1);
+        .unwrap();
+    assert_eq!(
+        page.iter().filter(|m| m.body == "during the cut").count(),
+        1
+    );
+    let page = demo
+        .handle
+        .history("friend@localhost", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter()
+            .filter(|m| m.body == "while you were away")
+            .count(),
+        1
+    );
 }

@@ -53,7 +53,7 @@ fn archive_id(msg: &Message, archive: &BareJid) -> Option<String> {
         .iter()
         .filter(|p| p.is("stanza-id", tokio_xmpp::parsers::ns::SID))
         .filter_map(|p| StanzaId::try_from(p.clone()).ok())
-        .find(|sid| sid.by == Jid::from(archive.clone()))
+        .find(|sid| sid.by.resource().is_none() && sid.by.to_bare() == *archive)
         .map(|sid| sid.id)
 }
 
@@ -97,7 +97,9 @@ pub fn inbound(
         return Err(Rejected::BadSender(format!("{from} is our own account")));
     }
     if peer.node().is_none() {
-        return Err(Rejected::BadSender(format!("{from} is a server, not a contact")));
+        return Err(Rejected::BadSender(format!(
+            "{from} is a server, not a contact"
+        )));
     }
     let body = body_of(msg).ok_or(Rejected::NotChat)?;
     Ok(NewMessage {
@@ -191,7 +193,11 @@ mod tests {
         assert_eq!(m.sender, "friend@localhost/phone");
         assert_eq!(m.body, "Hello");
         assert_eq!(m.origin_id.as_deref(), Some("o-1"));
-        assert_eq!(m.stanza_id.as_deref(), Some("arch-1"), "only our server's id is trusted");
+        assert_eq!(
+            m.stanza_id.as_deref(),
+            Some("arch-1"),
+            "only our server's id is trusted"
+        );
         assert_eq!(m.timestamp, 1_704_164_645_000);
         assert_eq!(m.account_id, 7);
     }
@@ -201,13 +207,22 @@ mod tests {
         let own_device = parse(
             "<message xmlns='jabber:client' type='chat' from='demo@localhost/other'><body>x</body></message>",
         );
-        assert!(matches!(inbound(&own_device, 1, &own(), 0), Err(Rejected::BadSender(_))));
+        assert!(matches!(
+            inbound(&own_device, 1, &own(), 0),
+            Err(Rejected::BadSender(_))
+        ));
         let server = parse(
             "<message xmlns='jabber:client' type='chat' from='localhost'><body>x</body></message>",
         );
-        assert!(matches!(inbound(&server, 1, &own(), 0), Err(Rejected::BadSender(_))));
+        assert!(matches!(
+            inbound(&server, 1, &own(), 0),
+            Err(Rejected::BadSender(_))
+        ));
         let nofrom = parse("<message xmlns='jabber:client' type='chat'><body>x</body></message>");
-        assert!(matches!(inbound(&nofrom, 1, &own(), 0), Err(Rejected::BadSender(_))));
+        assert!(matches!(
+            inbound(&nofrom, 1, &own(), 0),
+            Err(Rejected::BadSender(_))
+        ));
         let headline = parse(
             "<message xmlns='jabber:client' type='headline' from='a@b'><body>x</body></message>",
         );
@@ -225,7 +240,10 @@ mod tests {
         ));
         let m = inbound(&msg, 1, &own(), 5_000).unwrap();
         assert_eq!(m.body.chars().count(), MAX_BODY_CHARS);
-        assert_eq!(m.timestamp, 5_000, "a stamp from the future is not believed");
+        assert_eq!(
+            m.timestamp, 5_000,
+            "a stamp from the future is not believed"
+        );
     }
 
     #[test]

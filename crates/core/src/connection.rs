@@ -300,7 +300,11 @@ async fn open_tls_stream(
             .await
             .map_err(|e| classify_io(&e, domain))?;
         loop {
-            match stream.next().await.map(|v| v.map(|v| v.into_read_error()).flatten()) {
+            match stream
+                .next()
+                .await
+                .map(|v| v.and_then(|v| v.into_read_error()))
+            {
                 Some(Ok(XmppStreamElement::Starttls(starttls::Nonza::Proceed(_)))) => break,
                 Some(Ok(XmppStreamElement::Starttls(_))) => return Err(ConnectError::NoTls),
                 Some(Ok(_)) | Some(Err(ReadError::SoftTimeout)) => continue,
@@ -424,10 +428,15 @@ pub async fn connect_once(cfg: &ConnectConfig) -> Result<Connection, ConnectErro
 /// What the connector tells the session about its attempts.
 #[derive(Debug, Clone)]
 pub enum ConnectorStatus {
-    Connecting { attempt: u32 },
+    Connecting {
+        attempt: u32,
+    },
     /// An authenticated connection was handed to the stream for binding or resumption.
     Connected,
-    Retrying { error: ConnectError, delay: Duration },
+    Retrying {
+        error: ConnectError,
+        delay: Duration,
+    },
     /// A final error: the connector gave up and the stream will end.
     Failed(ConnectError),
 }

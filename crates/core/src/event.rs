@@ -22,7 +22,9 @@ pub enum Event {
     /// A contact was added or changed by a roster push.
     RosterItem(Contact),
     /// A contact was removed by a roster push.
-    RosterRemoved { jid: String },
+    RosterRemoved {
+        jid: String,
+    },
     /// A contact's resource changed presence; `None` means it went offline.
     Presence {
         jid: String,
@@ -30,18 +32,26 @@ pub enum Event {
         presence: Option<ResourcePresence>,
     },
     /// Someone asks to see our presence (RFC 6121 §3.1).
-    SubscriptionRequest { from: String },
+    SubscriptionRequest {
+        from: String,
+    },
     /// A message was stored (incoming, or outgoing from this device).
     Message(Message),
     /// An outgoing message moved along pending → sent → acked (or failed).
-    MessageState { id: i64, state: MessageState },
+    MessageState {
+        id: i64,
+        state: MessageState,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionState {
     Connecting,
     /// Signed in; `resumed` when XEP-0198 resumed the previous session without loss.
-    Online { jid: String, resumed: bool },
+    Online {
+        jid: String,
+        resumed: bool,
+    },
     /// The connection was lost; Natter is reconnecting (the last error, and when).
     Reconnecting {
         error: Option<ConnectError>,

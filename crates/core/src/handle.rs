@@ -153,7 +153,8 @@ impl SessionHandle {
 
     pub async fn remove_contact(&self, jid: &str) -> Result<(), SessionError> {
         let jid = jid.to_owned();
-        self.ask(|reply| Command::RemoveContact { jid, reply }).await
+        self.ask(|reply| Command::RemoveContact { jid, reply })
+            .await
     }
 
     pub async fn subscription(
@@ -172,7 +173,10 @@ impl SessionHandle {
     }
 
     /// The online resources of a contact.
-    pub async fn presences(&self, jid: &str) -> Result<Vec<(String, ResourcePresence)>, SessionError> {
+    pub async fn presences(
+        &self,
+        jid: &str,
+    ) -> Result<Vec<(String, ResourcePresence)>, SessionError> {
         let jid = jid.to_owned();
         self.ask(|reply| Command::Presences { jid, reply }).await
     }

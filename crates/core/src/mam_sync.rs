@@ -8,7 +8,7 @@ use tokio_xmpp::parsers::mam::{Fin, Query, QueryId};
 use tokio_xmpp::parsers::rsm::SetQuery;
 
 use crate::event::{AccountEvent, Event};
-use crate::session::{IqPayloadKind, Internal};
+use crate::session::{Internal, IqPayloadKind};
 use crate::{chat, SessionError};
 
 /// Page size; Prosody allows up to `max_archive_query_results` (default 50, often 250).
@@ -72,9 +72,14 @@ async fn catch_up(
             } else {
                 Placement::Append
             };
-            if let Ok(m) =
-                chat::archived(&r.forwarded.message, r.id, stamp, account_id, jid, placement)
-            {
+            if let Ok(m) = chat::archived(
+                &r.forwarded.message,
+                r.id,
+                stamp,
+                account_id,
+                jid,
+                placement,
+            ) {
                 batch.push(m);
             }
         }
@@ -134,8 +139,7 @@ async fn query(
         .map_err(|_| SessionError::Stopped)?;
     let answer = answer.await.map_err(|_| SessionError::Stopped);
     let _ = internal.send(Internal::MamDone { query_id });
-    let el = answer??
-        .ok_or_else(|| SessionError::Refused("empty archive answer".into()))?;
+    let el = answer??.ok_or_else(|| SessionError::Refused("empty archive answer".into()))?;
     let fin = Fin::try_from(el).map_err(|e| SessionError::Refused(format!("bad fin: {e}")))?;
     // The server sends every result before the answer, and the session routes stanzas in
     // order, so they are all queued here already.

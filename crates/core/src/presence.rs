@@ -10,7 +10,11 @@ use crate::event::{Availability, ResourcePresence};
 /// Status texts longer than this are cut.
 const MAX_STATUS_CHARS: usize = 1024;
 
-pub fn own_presence(availability: Option<Availability>, status: Option<&str>, priority: i8) -> Presence {
+pub fn own_presence(
+    availability: Option<Availability>,
+    status: Option<&str>,
+    priority: i8,
+) -> Presence {
     let mut p = match availability {
         None => Presence::unavailable(),
         Some(a) => {
@@ -122,9 +126,16 @@ mod tests {
             }))
         );
         assert_eq!(t.apply("a@x", "phone", &away), None, "no change, no event");
-        t.apply("a@x", "laptop", &own_presence(Some(Availability::Available), None, 0));
+        t.apply(
+            "a@x",
+            "laptop",
+            &own_presence(Some(Availability::Available), None, 0),
+        );
         assert_eq!(t.resources("a@x").len(), 2);
-        assert_eq!(t.apply("a@x", "phone", &Presence::unavailable()), Some(None));
+        assert_eq!(
+            t.apply("a@x", "phone", &Presence::unavailable()),
+            Some(None)
+        );
         assert_eq!(t.apply("a@x", "tablet", &Presence::unavailable()), None);
         assert_eq!(t.resources("a@x").len(), 1);
         assert_eq!(t.clear(), vec![("a@x".to_string(), "laptop".to_string())]);

@@ -54,9 +54,18 @@ mod tests {
     fn push_sender_rule() {
         let own = BareJid::new("demo@localhost").unwrap();
         assert!(push_allowed(None, &own));
-        assert!(push_allowed(Some(&Jid::new("demo@localhost").unwrap()), &own));
-        assert!(!push_allowed(Some(&Jid::new("demo@localhost/other").unwrap()), &own));
-        assert!(!push_allowed(Some(&Jid::new("mallory@localhost").unwrap()), &own));
+        assert!(push_allowed(
+            Some(&Jid::new("demo@localhost").unwrap()),
+            &own
+        ));
+        assert!(!push_allowed(
+            Some(&Jid::new("demo@localhost/other").unwrap()),
+            &own
+        ));
+        assert!(!push_allowed(
+            Some(&Jid::new("mallory@localhost").unwrap()),
+            &own
+        ));
         assert!(!push_allowed(Some(&Jid::new("localhost").unwrap()), &own));
     }
 

@@ -62,7 +62,10 @@ impl PasswordStore {
         let err = |e: &dyn std::fmt::Display| SecretError::Keyring(e.to_string());
         let secret = match self {
             PasswordStore::System(k) => {
-                let items = k.search_items(&attributes(jid)).await.map_err(|e| err(&e))?;
+                let items = k
+                    .search_items(&attributes(jid))
+                    .await
+                    .map_err(|e| err(&e))?;
                 match items.first() {
                     Some(item) => Some(item.secret().await.map_err(|e| err(&e))?),
                     None => None,
@@ -127,13 +130,22 @@ mod tests {
         let path = dir.path().join("natter.keyring");
         let store = PasswordStore::file(&path, b"unlock-secret").await.unwrap();
         assert_eq!(store.password("demo@localhost").await.unwrap(), None);
-        store.set_password("demo@localhost", "s3cret ü").await.unwrap();
+        store
+            .set_password("demo@localhost", "s3cret ü")
+            .await
+            .unwrap();
         store.set_password("demo@localhost", "n3w").await.unwrap();
         drop(store);
         let raw = std::fs::read(&path).expect("keyring file written");
-        assert!(!raw.windows(3).any(|w| w == b"n3w"), "password stored in clear");
+        assert!(
+            !raw.windows(3).any(|w| w == b"n3w"),
+            "password stored in clear"
+        );
         let store = PasswordStore::file(&path, b"unlock-secret").await.unwrap();
-        assert_eq!(store.password("demo@localhost").await.unwrap().as_deref(), Some("n3w"));
+        assert_eq!(
+            store.password("demo@localhost").await.unwrap().as_deref(),
+            Some("n3w")
+        );
         assert!(
             PasswordStore::file(&path, b"wrong").await.is_err(),
             "a wrong unlock secret must not open the keyring"

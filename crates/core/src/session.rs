@@ -16,7 +16,9 @@ use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::parsers::roster::Roster;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::parsers::{mam, ns};
-use tokio_xmpp::stanzastream::{Event as StreamEventOuter, StanzaStage, StanzaState, StanzaStream, StreamEvent};
+use tokio_xmpp::stanzastream::{
+    Event as StreamEventOuter, StanzaStage, StanzaState, StanzaStream, StreamEvent,
+};
 use tokio_xmpp::xmlstream::Timeouts;
 use tokio_xmpp::Stanza;
 
@@ -204,10 +206,7 @@ impl Session {
             }
             Err(e) => tracing::error!(error = %e, "cannot read the roster"),
         }
-        loop {
-            let Some(stream) = self.stream.as_mut() else {
-                break;
-            };
+        while let Some(stream) = self.stream.as_mut() {
             tokio::select! {
                 ev = stream.next() => match ev {
                     Some(StreamEventOuter::Stream(ev)) => self.on_stream_event(ev).await,
@@ -252,11 +251,9 @@ impl Session {
             if self.online {
                 let bye = Stanza::Presence(Presence::unavailable());
                 let mut token = stream.send(Box::new(bye)).await;
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    token.wait_for(StanzaStage::Sent),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), token.wait_for(StanzaStage::Sent))
+                        .await;
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), stream.close()).await;
         }
@@ -368,7 +365,11 @@ impl Session {
         }
         let (status_tx, status_rx) = mpsc::unbounded_channel();
         self.status = status_rx;
-        self.stream = Some(connection::stanza_stream(self.connect.clone(), status_tx, 256));
+        self.stream = Some(connection::stanza_stream(
+            self.connect.clone(),
+            status_tx,
+            256,
+        ));
     }
 
     async fn send(&mut self, stanza: Stanza) -> Option<tokio_xmpp::stanzastream::StanzaToken> {
@@ -376,7 +377,11 @@ impl Session {
         Some(stream.send(Box::new(stanza)).await)
     }
 
-    async fn send_iq(&mut self, to: Option<Jid>, payload: IqPayloadKind) -> oneshot::Receiver<IqResult> {
+    async fn send_iq(
+        &mut self,
+        to: Option<Jid>,
+        payload: IqPayloadKind,
+    ) -> oneshot::Receiver<IqResult> {
         let (tx, rx) = oneshot::channel();
         if !self.online {
             let _ = tx.send(Err(SessionError::NotConnected));
@@ -404,12 +409,12 @@ impl Session {
 
     /// Whether `from` may answer an IQ we sent to `to` (RFC 6120 §8.1.2.1).
     fn answer_from_ok(&self, to: &Option<Jid>, from: &Option<Jid>) -> bool {
+        let is_own_bare = |j: &Jid| j.resource().is_none() && j.to_bare() == self.jid;
         match (to, from) {
             (None, None) => true,
-            (None, Some(f)) => f.to_bare() == self.jid && f.resource().is_none()
-                || *f == Jid::from(self.jid.clone()),
+            (None, Some(f)) => is_own_bare(f),
             (Some(t), Some(f)) => t == f,
-            (Some(t), None) => *t == Jid::from(self.jid.clone()),
+            (Some(t), None) => is_own_bare(t),
         }
     }
 
@@ -423,12 +428,18 @@ impl Session {
 
     async fn on_iq(&mut self, iq: Iq) {
         match iq {
-            Iq::Result { from, id, payload, .. } => self.answer(id, from, Ok(payload)),
-            Iq::Error { from, id, error, .. } => {
+            Iq::Result {
+                from, id, payload, ..
+            } => self.answer(id, from, Ok(payload)),
+            Iq::Error {
+                from, id, error, ..
+            } => {
                 let condition = format!("{:?}", error.defined_condition);
                 self.answer(id, from, Err(SessionError::Refused(condition)))
             }
-            Iq::Set { from, id, payload, .. } if payload.is("query", ns::ROSTER) => {
+            Iq::Set {
+                from, id, payload, ..
+            } if payload.is("query", ns::ROSTER) => {
                 if !roster::push_allowed(from.as_ref(), &self.jid) {
                     tracing::warn!(?from, "ignoring a roster push from a foreign sender");
                     return;
@@ -442,7 +453,9 @@ impl Session {
                 }))
                 .await;
             }
-            Iq::Get { from, id, payload, .. } if payload.is("ping", ns::PING) => {
+            Iq::Get {
+                from, id, payload, ..
+            } if payload.is("ping", ns::PING) => {
                 self.send(Stanza::Iq(Iq::Result {
                     from: None,
                     to: from,
@@ -451,7 +464,9 @@ impl Session {
                 }))
                 .await;
             }
-            Iq::Get { from, id, payload, .. } if payload.is("query", ns::DISCO_INFO) => {
+            Iq::Get {
+                from, id, payload, ..
+            } if payload.is("query", ns::DISCO_INFO) => {
                 let node = DiscoInfoQuery::try_from(payload).ok().and_then(|q| q.node);
                 let info = DiscoInfoResult {
                     node,
@@ -517,7 +532,8 @@ impl Session {
             let contacts = match tokio::time::timeout(IQ_TIMEOUT, rx).await {
                 Ok(Ok(Ok(Some(el)))) => match Roster::try_from(el) {
                     Ok(r) => {
-                        let contacts: Vec<_> = r.items.iter().map(roster::contact_from_item).collect();
+                        let contacts: Vec<_> =
+                            r.items.iter().map(roster::contact_from_item).collect();
                         if let Err(e) = store.replace_roster(account_id, contacts, r.ver).await {
                             tracing::error!(error = %e, "cannot store the roster");
                         }
@@ -590,7 +606,9 @@ impl Session {
                 (true, Some(route)) => {
                     let _ = route.send(result);
                 }
-                _ => tracing::warn!(from = ?msg.from, "dropping an archive result we did not ask for"),
+                _ => {
+                    tracing::warn!(from = ?msg.from, "dropping an archive result we did not ask for")
+                }
             }
             return;
         }
@@ -619,9 +637,10 @@ impl Session {
             .map(|e| e.message_id)
             .collect();
         for message_id in failed {
-            let _ = self
-                .internal_tx
-                .send(Internal::Failed(message_id, "the recipient's server refused it".into()));
+            let _ = self.internal_tx.send(Internal::Failed(
+                message_id,
+                "the recipient's server refused it".into(),
+            ));
         }
     }
 
@@ -649,10 +668,8 @@ impl Session {
         };
         let bare = from.to_bare().to_string();
         match p.type_ {
-            PresenceType::Subscribe => {
-                if from.resource().is_none() || from.to_bare() != self.jid {
-                    self.emit(Event::SubscriptionRequest { from: bare });
-                }
+            PresenceType::Subscribe if from.to_bare() != self.jid => {
+                self.emit(Event::SubscriptionRequest { from: bare });
             }
             PresenceType::None | PresenceType::Unavailable => {
                 let resource = from.resource().map(|r| r.to_string()).unwrap_or_default();
@@ -796,7 +813,8 @@ impl Session {
         to: &str,
         body: String,
     ) -> Result<natter_store::Message, SessionError> {
-        let peer = BareJid::new(to).map_err(|e| SessionError::InvalidAddress(format!("{to}: {e}")))?;
+        let peer =
+            BareJid::new(to).map_err(|e| SessionError::InvalidAddress(format!("{to}: {e}")))?;
         if peer.node().is_none() || peer == self.jid {
             return Err(SessionError::InvalidAddress(to.to_owned()));
         }
@@ -843,7 +861,9 @@ impl Session {
                 break;
             };
             let Ok(to) = BareJid::new(&entry.peer) else {
-                let _ = self.internal_tx.send(Internal::Failed(id, "bad address".into()));
+                let _ = self
+                    .internal_tx
+                    .send(Internal::Failed(id, "bad address".into()));
                 continue;
             };
             let stanza = Stanza::Message(chat::outgoing(&to, &entry.body, &entry.origin_id));

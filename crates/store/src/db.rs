@@ -182,7 +182,9 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
         jid: r.get(1)?,
         resource: r.get(2)?,
         host: r.get(3)?,
-        port: r.get::<_, Option<i64>>(4)?.and_then(|p| u16::try_from(p).ok()),
+        port: r
+            .get::<_, Option<i64>>(4)?
+            .and_then(|p| u16::try_from(p).ok()),
         direct_tls: r.get(5)?,
         extra_ca: r.get(6)?,
         enabled: r.get(7)?,

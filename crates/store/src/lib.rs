@@ -14,8 +14,8 @@ use std::thread;
 use tokio::sync::oneshot;
 
 pub use db::{
-    Account, Contact, Conversation, Direction, HistoryCursor, Message, MessageState,
-    NewMessage, OutboxEntry, Placement,
+    Account, Contact, Conversation, Direction, HistoryCursor, Message, MessageState, NewMessage,
+    OutboxEntry, Placement,
 };
 
 /// Errors the store reports. Each names what failed in a way a log reader understands.
@@ -23,7 +23,9 @@ pub use db::{
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("the database was created by a newer Natter (schema {found}, this build knows {known})")]
+    #[error(
+        "the database was created by a newer Natter (schema {found}, this build knows {known})"
+    )]
     TooNew { found: i64, known: i64 },
     #[error("the database thread has stopped")]
     Closed,
@@ -53,8 +55,9 @@ impl Store {
     pub async fn open(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Invalid(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let (ready_tx, ready_rx) = oneshot::channel();
         let (jobs, rx) = std_mpsc::channel::<Job>();
@@ -153,7 +156,8 @@ impl Store {
     }
 
     pub async fn conversation(&self, account_id: i64, peer: String) -> Result<Conversation> {
-        self.call(move |db| db.conversation(account_id, &peer)).await
+        self.call(move |db| db.conversation(account_id, &peer))
+            .await
     }
 
     pub async fn conversations(&self, account_id: i64) -> Result<Vec<Conversation>> {
@@ -173,12 +177,14 @@ impl Store {
     }
 
     pub async fn set_message_state(&self, message_id: i64, state: MessageState) -> Result<()> {
-        self.call(move |db| db.set_message_state(message_id, state)).await
+        self.call(move |db| db.set_message_state(message_id, state))
+            .await
     }
 
     /// Records the archive id the server gave to one of our own messages.
     pub async fn set_stanza_id(&self, message_id: i64, stanza_id: String) -> Result<()> {
-        self.call(move |db| db.set_stanza_id(message_id, &stanza_id)).await
+        self.call(move |db| db.set_stanza_id(message_id, &stanza_id))
+            .await
     }
 
     /// Outgoing messages the server has not acknowledged yet, oldest first.

@@ -26,14 +26,19 @@ fn incoming(account_id: i64, peer: &str, body: &str, ts: i64, origin: Option<&st
 
 async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path().join("natter.db")).await.expect("open");
+    let store = Store::open(dir.path().join("natter.db"))
+        .await
+        .expect("open");
     (dir, store)
 }
 
 #[tokio::test]
 async fn migrates_and_reopens() {
     let (dir, store) = open().await;
-    let id = store.upsert_account(account("demo@localhost")).await.unwrap();
+    let id = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
     drop(store);
     let store = Store::open(dir.path().join("natter.db")).await.unwrap();
     let accounts = store.accounts().await.unwrap();
@@ -41,9 +46,13 @@ async fn migrates_and_reopens() {
     assert_eq!(accounts[0].id, id);
     assert_eq!(accounts[0].jid, "demo@localhost");
     let conn = rusqlite::Connection::open(dir.path().join("natter.db")).unwrap();
-    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(v, schema::VERSION);
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -73,7 +82,10 @@ async fn rejects_a_full_jid_as_account() {
 #[tokio::test]
 async fn deduplicates_by_origin_id_and_stanza_id() {
     let (_dir, store) = open().await;
-    let acc = store.upsert_account(account("demo@localhost")).await.unwrap();
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
     let first = store
         .insert_message(incoming(acc, "friend@localhost", "hi", 1, Some("o1")))
         .await
@@ -83,7 +95,10 @@ async fn deduplicates_by_origin_id_and_stanza_id() {
         .insert_message(incoming(acc, "friend@localhost", "hi", 2, Some("o1")))
         .await
         .unwrap();
-    assert!(again.is_none(), "same origin-id from the same peer is a duplicate");
+    assert!(
+        again.is_none(),
+        "same origin-id from the same peer is a duplicate"
+    );
     // The same origin-id in another conversation is another message.
     let other = store
         .insert_message(incoming(acc, "other@localhost", "hi", 3, Some("o1")))
@@ -92,25 +107,49 @@ async fn deduplicates_by_origin_id_and_stanza_id() {
     assert!(other.is_some());
     let mut with_sid = incoming(acc, "friend@localhost", "archived", 4, None);
     with_sid.stanza_id = Some("s1".into());
-    assert!(store.insert_message(with_sid.clone()).await.unwrap().is_some());
+    assert!(store
+        .insert_message(with_sid.clone())
+        .await
+        .unwrap()
+        .is_some());
     assert!(store.insert_message(with_sid).await.unwrap().is_none());
     assert_eq!(store.message_count(acc).await.unwrap(), 3);
-    let conv = store.conversation(acc, "friend@localhost".into()).await.unwrap();
+    let conv = store
+        .conversation(acc, "friend@localhost".into())
+        .await
+        .unwrap();
     assert_eq!(conv.unread, 2);
     store.mark_read(conv.id).await.unwrap();
-    let conv = store.conversation(acc, "friend@localhost".into()).await.unwrap();
+    let conv = store
+        .conversation(acc, "friend@localhost".into())
+        .await
+        .unwrap();
     assert_eq!(conv.unread, 0);
 }
 
 #[tokio::test]
 async fn history_pages_newest_first() {
     let (_dir, store) = open().await;
-    let acc = store.upsert_account(account("demo@localhost")).await.unwrap();
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
     let batch: Vec<_> = (0..250)
-        .map(|i| incoming(acc, "friend@localhost", &format!("m{i}"), 1000 + i / 2, None))
+        .map(|i| {
+            incoming(
+                acc,
+                "friend@localhost",
+                &format!("m{i}"),
+                1000 + i / 2,
+                None,
+            )
+        })
         .collect();
     assert_eq!(store.insert_messages(batch).await.unwrap().len(), 250);
-    let conv = store.conversation(acc, "friend@localhost".into()).await.unwrap();
+    let conv = store
+        .conversation(acc, "friend@localhost".into())
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
@@ -128,7 +167,10 @@ async fn history_pages_newest_first() {
 #[tokio::test]
 async fn outbox_holds_unacknowledged_messages_in_order() {
     let (_dir, store) = open().await;
-    let acc = store.upsert_account(account("demo@localhost")).await.unwrap();
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
     let mut ids = Vec::new();
     for i in 0..3 {
         let m = NewMessage {
@@ -145,19 +187,31 @@ async fn outbox_holds_unacknowledged_messages_in_order() {
         };
         ids.push(store.insert_message(m).await.unwrap().unwrap().id);
     }
-    store.set_message_state(ids[0], MessageState::Acked).await.unwrap();
-    store.set_message_state(ids[1], MessageState::Sent).await.unwrap();
+    store
+        .set_message_state(ids[0], MessageState::Acked)
+        .await
+        .unwrap();
+    store
+        .set_message_state(ids[1], MessageState::Sent)
+        .await
+        .unwrap();
     let outbox = store.outbox(acc).await.unwrap();
     let bodies: Vec<_> = outbox.iter().map(|e| e.body.as_str()).collect();
     assert_eq!(bodies, ["out1", "out2"]);
-    let conv = store.conversation(acc, "friend@localhost".into()).await.unwrap();
+    let conv = store
+        .conversation(acc, "friend@localhost".into())
+        .await
+        .unwrap();
     assert_eq!(conv.unread, 0, "own messages are never unread");
 }
 
 #[tokio::test]
 async fn roster_replace_push_and_remove() {
     let (_dir, store) = open().await;
-    let acc = store.upsert_account(account("demo@localhost")).await.unwrap();
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
     let c = |jid: &str, sub: &str| Contact {
         jid: jid.into(),
         name: Some(jid.to_uppercase()),
@@ -166,7 +220,11 @@ async fn roster_replace_push_and_remove() {
         groups: vec!["Friends".into(), "Work".into()],
     };
     store
-        .replace_roster(acc, vec![c("a@x", "both"), c("b@x", "to")], Some("v1".into()))
+        .replace_roster(
+            acc,
+            vec![c("a@x", "both"), c("b@x", "to")],
+            Some("v1".into()),
+        )
         .await
         .unwrap();
     store
@@ -181,16 +239,25 @@ async fn roster_replace_push_and_remove() {
     let jids: Vec<_> = roster.iter().map(|c| c.jid.as_str()).collect();
     assert_eq!(jids, ["b@x", "c@x"]);
     assert_eq!(roster[0].groups, ["Friends", "Work"]);
-    assert_eq!(store.roster_version(acc).await.unwrap().as_deref(), Some("v3"));
+    assert_eq!(
+        store.roster_version(acc).await.unwrap().as_deref(),
+        Some("v3")
+    );
 }
 
 #[tokio::test]
 async fn appended_messages_sort_after_the_newest_even_with_coarse_stamps() {
     let (_dir, store) = open().await;
-    let acc = store.upsert_account(account("demo@localhost")).await.unwrap();
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
     // Live at .321 and .400, then an archive result stamped to the second (.000).
     for (body, ts) in [("live1", 10_321), ("live2", 10_400), ("archived", 10_000)] {
-        store.insert_message(incoming(acc, "f@x", body, ts, None)).await.unwrap();
+        store
+            .insert_message(incoming(acc, "f@x", body, ts, None))
+            .await
+            .unwrap();
     }
     let mut old = incoming(acc, "f@x", "backfilled", 5_000, None);
     old.placement = Placement::Backfill;
@@ -199,5 +266,8 @@ async fn appended_messages_sort_after_the_newest_even_with_coarse_stamps() {
     let page = store.history(conv.id, None, 10).await.unwrap();
     let bodies: Vec<_> = page.iter().rev().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["backfilled", "live1", "live2", "archived"]);
-    assert_eq!(page[0].timestamp, 10_000, "the shown time stays the server's");
+    assert_eq!(
+        page[0].timestamp, 10_000,
+        "the shown time stays the server's"
+    );
 }

@@ -51,7 +51,9 @@ fn is_root() -> bool {
 impl Prosody {
     /// Starts a fresh server and waits until it accepts connections.
     pub fn start() -> io::Result<Prosody> {
-        let dir = tempfile::Builder::new().prefix("natter-prosody-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("natter-prosody-")
+            .tempdir()?;
         let c2s_port = free_port()?;
         let direct_tls_port = free_port()?;
         let mut p = Prosody {
@@ -64,7 +66,9 @@ impl Prosody {
         p.make_certificates()?;
         p.write_config()?;
         if p.as_prosody_user {
-            run(Command::new("chown").args(["-R", "prosody:prosody"]).arg(p.dir.path()))?;
+            run(Command::new("chown")
+                .args(["-R", "prosody:prosody"])
+                .arg(p.dir.path()))?;
             // The temp dir itself is 0700 root; prosody must be able to enter it.
             std::fs::set_permissions(
                 p.dir.path(),
@@ -90,7 +94,13 @@ impl Prosody {
 
     fn make_certificates(&self) -> io::Result<()> {
         let d = self.dir.path();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
         run(Command::new("openssl")
             .args(["req", "-x509"])
             .args(ec)
@@ -175,7 +185,12 @@ VirtualHost "othername.test"
     fn command(&self, program: &str) -> Command {
         if self.as_prosody_user {
             let mut c = Command::new("setpriv");
-            c.args(["--reuid=prosody", "--regid=prosody", "--init-groups", program]);
+            c.args([
+                "--reuid=prosody",
+                "--regid=prosody",
+                "--init-groups",
+                program,
+            ]);
             c
         } else {
             Command::new(program)
@@ -324,7 +339,11 @@ impl Peer {
     }
 
     /// Waits until an event matches `pred` (events seen earlier count too), and returns it.
-    pub async fn wait_for<F>(&mut self, timeout: Duration, mut pred: F) -> Option<natter_core::Event>
+    pub async fn wait_for<F>(
+        &mut self,
+        timeout: Duration,
+        mut pred: F,
+    ) -> Option<natter_core::Event>
     where
         F: FnMut(&natter_core::Event) -> bool,
     {
@@ -333,7 +352,9 @@ impl Peer {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let ev = tokio::time::timeout_at(deadline, self.events.recv()).await.ok()??;
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .ok()??;
             self.seen.push(ev.event.clone());
             if pred(&ev.event) {
                 return Some(ev.event);
@@ -353,9 +374,9 @@ impl Peer {
             })
             .await?;
         match ev {
-            natter_core::Event::Connection(natter_core::ConnectionState::Online { jid, .. }) => {
-                Some(jid)
-            }
+            natter_core::Event::Connection(natter_core::ConnectionState::Online {
+                jid, ..
+            }) => Some(jid),
             _ => None,
         }
     }

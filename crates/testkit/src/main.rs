@@ -1,0 +1,213 @@
+//! `natter-testkit demo`: a private Prosody with `demo@localhost` and `friend@localhost`,
+//! a friend that answers, and Natter signed in as `demo`; everything stops when Natter
+//! exits.
+//!
+//! `natter-testkit prepare --home DIR --jid JID --password PW [--host H] [--port P]
+//! [--ca FILE]`: writes an account into the Natter data of HOME=DIR (store + file
+//! keyring), so Natter signs in by itself on start (the benchmark driver uses it).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use natter_core::store::{Account, Direction, Store};
+use natter_core::{Event, PasswordStore, SubscriptionAction};
+use natter_testkit::{Peer, Prosody};
+
+/// The file keyring's unlock secret for demo and benchmark homes (not a user secret:
+/// these homes are throwaway).
+const KEYRING_SECRET: &str = "natter-demo-keyring";
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: natter-testkit demo [--app PATH]\n       \
+         natter-testkit prepare --home DIR --jid JID --password PW [--host H] [--port P] [--ca FILE]"
+    );
+    ExitCode::from(2)
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// Writes `account` and its password into the Natter data of a home directory.
+async fn prepare(home: &Path, account: Account, password: &str) -> Result<(), String> {
+    let data = home.join(".local/share/natter");
+    let store = Store::open(data.join("natter.db"))
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .upsert_account(account.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let secret_file = data.join("keyring-secret");
+    std::fs::write(&secret_file, KEYRING_SECRET).map_err(|e| e.to_string())?;
+    let keyring = PasswordStore::file(&data.join("natter.keyring"), KEYRING_SECRET.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    keyring
+        .set_password(&account.jid, password)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The environment that makes Natter use a prepared home.
+fn app_env(home: &Path) -> Vec<(String, PathBuf)> {
+    let data = home.join(".local/share/natter");
+    vec![
+        ("HOME".into(), home.to_path_buf()),
+        ("XDG_DATA_HOME".into(), home.join(".local/share")),
+        ("XDG_CONFIG_HOME".into(), home.join(".config")),
+        ("XDG_CACHE_HOME".into(), home.join(".cache")),
+        ("NATTER_KEYRING_FILE".into(), data.join("natter.keyring")),
+        (
+            "NATTER_KEYRING_SECRET_FILE".into(),
+            data.join("keyring-secret"),
+        ),
+    ]
+}
+
+async fn befriend(demo: &mut Peer, friend: &mut Peer) -> Result<(), String> {
+    let t = Duration::from_secs(20);
+    demo.handle
+        .add_contact("friend@localhost", Some("Friend".into()), vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    friend
+        .handle
+        .add_contact("demo@localhost", Some("Demo".into()), vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    for (a, b) in [
+        (&mut *demo, "friend@localhost"),
+        (&mut *friend, "demo@localhost"),
+    ] {
+        a.handle
+            .subscription(b, SubscriptionAction::Request)
+            .await
+            .map_err(|e| e.to_string())?;
+        a.handle
+            .subscription(b, SubscriptionAction::Approve)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    friend
+        .wait_for(t, |e| matches!(e, Event::Presence { jid, presence: Some(_), .. } if jid == "demo@localhost"))
+        .await
+        .ok_or("no presence from demo")?;
+    Ok(())
+}
+
+/// The friend answers every message from demo.
+async fn answer(mut friend: Peer) {
+    while let Some(ev) = friend.events.recv().await {
+        if let Event::Message(m) = ev.event {
+            if m.direction == Direction::Incoming && m.peer == "demo@localhost" {
+                let reply = format!("You said “{}”. I hear you!", m.body);
+                if let Err(e) = friend.handle.send_message("demo@localhost", &reply).await {
+                    eprintln!("friend could not answer: {e}");
+                }
+            }
+        }
+    }
+}
+
+async fn demo(app: PathBuf) -> Result<(), String> {
+    let server = Prosody::start().map_err(|e| e.to_string())?;
+    for (user, pw) in [("demo", "demo"), ("friend", "friend")] {
+        server.register(user, pw).map_err(|e| e.to_string())?;
+    }
+    eprintln!(
+        "Prosody on 127.0.0.1:{} (data in {})",
+        server.c2s_port,
+        server.dir().display()
+    );
+    let mut setup = server.account("demo");
+    setup.resource = "setup".into();
+    let mut demo = Peer::start(setup, "demo")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut friend = Peer::start(server.account("friend"), "friend")
+        .await
+        .map_err(|e| e.to_string())?;
+    demo.online().await.ok_or("demo could not sign in")?;
+    friend.online().await.ok_or("friend could not sign in")?;
+    befriend(&mut demo, &mut friend).await?;
+    demo.handle.disconnect().await.map_err(|e| e.to_string())?;
+    friend
+        .handle
+        .send_message("demo@localhost", "Welcome to Natter! Write me something.")
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(answer(friend));
+
+    let home = tempfile::Builder::new()
+        .prefix("natter-demo-home-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let mut account = server.account("demo");
+    account.resource = "natter".into();
+    prepare(home.path(), account, "demo").await?;
+    eprintln!("Starting {} signed in as demo@localhost", app.display());
+    let status = tokio::process::Command::new(&app)
+        .envs(app_env(home.path()))
+        .status()
+        .await
+        .map_err(|e| format!("{}: {e}", app.display()))?;
+    eprintln!("Natter exited ({status}); stopping the demo server");
+    drop(server);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    natter_testkit::init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => {
+            let app = arg(&args, "--app").map(PathBuf::from).unwrap_or_else(|| {
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|p| p.parent().map(|d| d.join("natter")))
+                    .unwrap_or_else(|| PathBuf::from("natter"))
+            });
+            demo(app).await
+        }
+        Some("prepare") => {
+            let (Some(home), Some(jid), Some(password)) = (
+                arg(&args, "--home"),
+                arg(&args, "--jid"),
+                arg(&args, "--password"),
+            ) else {
+                return usage();
+            };
+            let port = match arg(&args, "--port").map(|p| p.parse::<u16>()) {
+                Some(Ok(p)) => Some(p),
+                Some(Err(_)) => return usage(),
+                None => None,
+            };
+            let account = Account {
+                id: 0,
+                jid,
+                resource: "natter".into(),
+                host: arg(&args, "--host"),
+                port,
+                direct_tls: false,
+                extra_ca: arg(&args, "--ca"),
+                enabled: true,
+            };
+            prepare(Path::new(&home), account, &password).await
+        }
+        _ => return usage(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("natter-testkit: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

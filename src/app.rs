@@ -1,0 +1,401 @@
+//! The main window. This is the foundation's minimal window: account state, contacts
+//! and a simple chat pane; the full chat UI (virtualised lists, sign-in) builds on it.
+
+use std::collections::BTreeMap;
+
+use adw::prelude::*;
+use natter_core::store::{Contact, Direction, Message, MessageState};
+use natter_core::{AccountEvent, ConnectionState, Event, SessionError, SessionHandle};
+use relm4::{adw, gtk, Component, ComponentParts, ComponentSender};
+
+use crate::backend;
+use crate::i18n::tr;
+
+pub struct App {
+    handle: Option<SessionHandle>,
+    contacts: BTreeMap<String, Contact>,
+    online: BTreeMap<String, usize>,
+    selected: Option<String>,
+    messages: Vec<Message>,
+    status: String,
+}
+
+#[derive(Debug)]
+pub enum Input {
+    Select(String),
+    Send,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Started(Result<Option<SessionHandle>, String>),
+    Event(Box<AccountEvent>),
+    History(String, Result<Vec<Message>, SessionError>),
+    Sent(Result<Message, SessionError>),
+    Read(Result<(), SessionError>),
+}
+
+pub struct Widgets {
+    title: adw::WindowTitle,
+    stack: gtk::Stack,
+    empty: adw::StatusPage,
+    contacts: gtk::ListBox,
+    chat_title: adw::WindowTitle,
+    messages: gtk::ListBox,
+    scroller: gtk::ScrolledWindow,
+    entry: gtk::Entry,
+}
+
+fn connection_text(state: &ConnectionState) -> String {
+    match state {
+        ConnectionState::Connecting => tr("Connecting…"),
+        ConnectionState::Online { .. } => tr("Online"),
+        ConnectionState::Reconnecting { .. } => tr("Reconnecting…"),
+        ConnectionState::Failed(e) => format!("{}: {e}", tr("Not connected")),
+        ConnectionState::Offline => tr("Offline"),
+    }
+}
+
+fn state_text(m: &Message) -> &'static str {
+    match (m.direction, m.state) {
+        (Direction::Incoming, _) => "",
+        (_, MessageState::Pending) => "🕓",
+        (_, MessageState::Sent) => "✓",
+        (_, MessageState::Acked) => "✓✓",
+        (_, MessageState::Failed) => "⚠",
+        (_, MessageState::Received) => "",
+    }
+}
+
+impl App {
+    fn load_history(&self, sender: &ComponentSender<Self>) {
+        let (Some(handle), Some(peer)) = (self.handle.clone(), self.selected.clone()) else {
+            return;
+        };
+        sender.oneshot_command(async move {
+            let page = handle.history(&peer, None, 50).await;
+            Command::History(peer, page)
+        });
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Connection(state) => self.status = connection_text(&state),
+            Event::Roster(contacts) => {
+                self.contacts = contacts.into_iter().map(|c| (c.jid.clone(), c)).collect();
+            }
+            Event::RosterItem(c) => {
+                self.contacts.insert(c.jid.clone(), c);
+            }
+            Event::RosterRemoved { jid } => {
+                self.contacts.remove(&jid);
+            }
+            Event::Presence { jid, presence, .. } => {
+                let n = self.online.entry(jid.clone()).or_default();
+                if presence.is_some() {
+                    *n += 1;
+                } else {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            Event::SubscriptionRequest { .. } => {}
+            Event::Message(m) => {
+                if !self.contacts.contains_key(&m.peer) {
+                    self.contacts.insert(
+                        m.peer.clone(),
+                        Contact {
+                            jid: m.peer.clone(),
+                            name: None,
+                            subscription: "none".into(),
+                            ask: false,
+                            groups: vec![],
+                        },
+                    );
+                }
+                if self.selected.as_deref() == Some(m.peer.as_str()) {
+                    self.messages.push(m);
+                    self.messages.sort_by_key(|m| (m.sort_key, m.id));
+                }
+            }
+            Event::MessageState { id, state } => {
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
+                    m.state = state;
+                }
+            }
+        }
+    }
+
+    fn render(&self, w: &Widgets) {
+        w.title.set_subtitle(&self.status);
+        let page = if self.handle.is_some() {
+            "chat"
+        } else {
+            "empty"
+        };
+        w.stack.set_visible_child_name(page);
+
+        while let Some(row) = w.contacts.row_at_index(0) {
+            w.contacts.remove(&row);
+        }
+        for c in self.contacts.values() {
+            let name = c.name.clone().unwrap_or_else(|| c.jid.clone());
+            let online = self.online.get(&c.jid).copied().unwrap_or(0) > 0;
+            let row = adw::ActionRow::builder()
+                .title(name)
+                .subtitle(if online {
+                    tr("Available")
+                } else {
+                    tr("Offline")
+                })
+                .activatable(true)
+                .build();
+            row.set_widget_name(&c.jid);
+            w.contacts.append(&row);
+        }
+
+        w.chat_title
+            .set_title(self.selected.as_deref().unwrap_or_default());
+        while let Some(row) = w.messages.row_at_index(0) {
+            w.messages.remove(&row);
+        }
+        for m in &self.messages {
+            let text = format!("{} {}", m.body, state_text(m));
+            let label = gtk::Label::builder()
+                .label(text.trim_end())
+                .wrap(true)
+                .selectable(true)
+                .xalign(if m.direction == Direction::Outgoing {
+                    1.0
+                } else {
+                    0.0
+                })
+                .margin_start(12)
+                .margin_end(12)
+                .margin_top(4)
+                .margin_bottom(4)
+                .build();
+            w.messages.append(&label);
+        }
+        let adj = w.scroller.vadjustment();
+        adj.set_value(adj.upper());
+        w.entry.set_sensitive(self.selected.is_some());
+    }
+}
+
+impl Component for App {
+    type CommandOutput = Command;
+    type Input = Input;
+    type Output = ();
+    type Init = ();
+    type Root = adw::ApplicationWindow;
+    type Widgets = Widgets;
+
+    fn init_root() -> Self::Root {
+        adw::ApplicationWindow::builder()
+            .title("Natter")
+            .default_width(900)
+            .default_height(640)
+            .build()
+    }
+
+    fn init(_: (), root: Self::Root, sender: ComponentSender<Self>) -> ComponentParts<Self> {
+        let title = adw::WindowTitle::new("Natter", &tr("Starting…"));
+        let header = adw::HeaderBar::builder().title_widget(&title).build();
+
+        let empty = adw::StatusPage::builder()
+            .icon_name("user-available-symbolic")
+            .title(tr("No Account"))
+            .description(tr("Natter has no account yet."))
+            .vexpand(true)
+            .build();
+
+        let contacts = gtk::ListBox::builder()
+            .selection_mode(gtk::SelectionMode::Single)
+            .css_classes(["navigation-sidebar"])
+            .build();
+        let s = sender.clone();
+        contacts.connect_row_activated(move |_, row| {
+            s.input(Input::Select(row.widget_name().to_string()));
+        });
+        let contacts_scroller = gtk::ScrolledWindow::builder()
+            .child(&contacts)
+            .width_request(260)
+            .hscrollbar_policy(gtk::PolicyType::Never)
+            .build();
+
+        let chat_title = adw::WindowTitle::new("", "");
+        let messages = gtk::ListBox::builder()
+            .selection_mode(gtk::SelectionMode::None)
+            .build();
+        let scroller = gtk::ScrolledWindow::builder()
+            .child(&messages)
+            .vexpand(true)
+            .hscrollbar_policy(gtk::PolicyType::Never)
+            .build();
+        let entry = gtk::Entry::builder()
+            .hexpand(true)
+            .placeholder_text(tr("Write a message…"))
+            .sensitive(false)
+            .build();
+        let s = sender.clone();
+        entry.connect_activate(move |_| s.input(Input::Send));
+        let send = gtk::Button::builder()
+            .icon_name("mail-send-symbolic")
+            .tooltip_text(tr("Send"))
+            .css_classes(["suggested-action"])
+            .build();
+        let s = sender.clone();
+        send.connect_clicked(move |_| s.input(Input::Send));
+        let composer = gtk::Box::builder()
+            .spacing(6)
+            .margin_start(12)
+            .margin_end(12)
+            .margin_top(6)
+            .margin_bottom(12)
+            .build();
+        composer.append(&entry);
+        composer.append(&send);
+        let chat = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        chat.append(
+            &adw::HeaderBar::builder()
+                .title_widget(&chat_title)
+                .show_end_title_buttons(false)
+                .show_start_title_buttons(false)
+                .build(),
+        );
+        chat.append(&scroller);
+        chat.append(&composer);
+
+        let panes = gtk::Paned::builder()
+            .start_child(&contacts_scroller)
+            .end_child(&chat)
+            .resize_start_child(false)
+            .shrink_start_child(false)
+            .build();
+
+        let stack = gtk::Stack::new();
+        stack.add_named(&empty, Some("empty"));
+        stack.add_named(&panes, Some("chat"));
+
+        let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        content.append(&header);
+        content.append(&stack);
+        root.set_content(Some(&content));
+
+        // The store, the keyring and the network are touched only on the session runtime.
+        sender.command(|out, shutdown| {
+            shutdown
+                .register(async move {
+                    let started = backend::runtime().spawn(backend::start_account()).await;
+                    let started = match started {
+                        Ok(r) => r,
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match started {
+                        Ok(Some(s)) => {
+                            let mut events = s.events;
+                            let _ = out.send(Command::Started(Ok(Some(s.handle))));
+                            while let Some(ev) = events.recv().await {
+                                if out.send(Command::Event(Box::new(ev))).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Ok(None) => {
+                            let _ = out.send(Command::Started(Ok(None)));
+                        }
+                        Err(e) => {
+                            let _ = out.send(Command::Started(Err(e)));
+                        }
+                    }
+                })
+                .drop_on_shutdown()
+        });
+
+        let model = App {
+            handle: None,
+            contacts: BTreeMap::new(),
+            online: BTreeMap::new(),
+            selected: None,
+            messages: Vec::new(),
+            status: tr("Starting…"),
+        };
+        let widgets = Widgets {
+            title,
+            stack,
+            empty,
+            contacts,
+            chat_title,
+            messages,
+            scroller,
+            entry,
+        };
+        model.render(&widgets);
+        ComponentParts { model, widgets }
+    }
+
+    fn update_with_view(
+        &mut self,
+        widgets: &mut Self::Widgets,
+        msg: Input,
+        sender: ComponentSender<Self>,
+        _root: &Self::Root,
+    ) {
+        match msg {
+            Input::Select(peer) => {
+                self.selected = Some(peer.clone());
+                self.messages.clear();
+                self.load_history(&sender);
+                if let Some(handle) = self.handle.clone() {
+                    sender.oneshot_command(
+                        async move { Command::Read(handle.mark_read(&peer).await) },
+                    );
+                }
+            }
+            Input::Send => {
+                let text = widgets.entry.text().to_string();
+                if let (Some(handle), Some(peer)) = (self.handle.clone(), self.selected.clone()) {
+                    if !text.trim().is_empty() {
+                        widgets.entry.set_text("");
+                        sender.oneshot_command(async move {
+                            Command::Sent(handle.send_message(&peer, &text).await)
+                        });
+                    }
+                }
+            }
+        }
+        self.render(widgets);
+    }
+
+    fn update_cmd_with_view(
+        &mut self,
+        widgets: &mut Self::Widgets,
+        msg: Command,
+        _sender: ComponentSender<Self>,
+        _root: &Self::Root,
+    ) {
+        match msg {
+            Command::Started(Ok(Some(handle))) => {
+                widgets.title.set_title(handle.jid());
+                self.handle = Some(handle);
+            }
+            Command::Started(Ok(None)) => self.status = tr("No account"),
+            Command::Started(Err(e)) => {
+                self.status = tr("Cannot start");
+                widgets.empty.set_description(Some(&e));
+            }
+            Command::Event(ev) => self.on_event(ev.event),
+            Command::History(peer, Ok(mut page)) => {
+                if self.selected.as_deref() == Some(peer.as_str()) {
+                    page.reverse();
+                    self.messages = page;
+                }
+            }
+            Command::History(_, Err(e)) => tracing::warn!(error = %e, "history not loaded"),
+            Command::Sent(Ok(_)) | Command::Read(Ok(())) => {}
+            Command::Read(Err(e)) => tracing::warn!(error = %e, "not marked read"),
+            Command::Sent(Err(e)) => self.status = e.to_string(),
+        }
+        self.render(widgets);
+    }
+}
