@@ -344,6 +344,8 @@ impl Component for App {
         match msg {
             Input::Select(peer) => {
                 self.selected = Some(peer.clone());
+                widgets.entry.set_sensitive(true);
+                widgets.entry.grab_focus();
                 self.messages.clear();
                 self.load_history(&sender);
                 if let Some(handle) = self.handle.clone() {

@@ -388,3 +388,80 @@ impl Peer {
         }
     }
 }
+
+/// The file keyring's unlock secret for demo, test and benchmark homes (throwaway homes:
+/// this protects nothing of a real user's).
+const KEYRING_SECRET: &str = "natter-demo-keyring";
+
+/// Writes `account` and its password into the Natter data of a home directory (store +
+/// oo7 file keyring), so that Natter started with [`app_env`] signs in by itself.
+pub async fn prepare_home(home: &Path, account: Account, password: &str) -> Result<(), String> {
+    let data = home.join(".local/share/natter");
+    let store = natter_core::store::Store::open(data.join("natter.db"))
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .upsert_account(account.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    std::fs::write(data.join("keyring-secret"), KEYRING_SECRET).map_err(|e| e.to_string())?;
+    let keyring =
+        natter_core::PasswordStore::file(&data.join("natter.keyring"), KEYRING_SECRET.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    keyring
+        .set_password(&account.jid, password)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The environment that makes Natter use a home made by [`prepare_home`].
+pub fn app_env(home: &Path) -> Vec<(String, PathBuf)> {
+    let data = home.join(".local/share/natter");
+    vec![
+        ("HOME".into(), home.to_path_buf()),
+        ("XDG_DATA_HOME".into(), home.join(".local/share")),
+        ("XDG_CONFIG_HOME".into(), home.join(".config")),
+        ("XDG_CACHE_HOME".into(), home.join(".cache")),
+        ("NATTER_KEYRING_FILE".into(), data.join("natter.keyring")),
+        (
+            "NATTER_KEYRING_SECRET_FILE".into(),
+            data.join("keyring-secret"),
+        ),
+    ]
+}
+
+/// Makes `demo` and `friend` contacts with mutual presence subscriptions (both online).
+pub async fn befriend(demo: &mut Peer, friend: &mut Peer) -> Result<(), String> {
+    use natter_core::{Event, SubscriptionAction};
+    let t = Duration::from_secs(20);
+    let demo_jid = demo.handle.jid().to_owned();
+    let friend_jid = friend.handle.jid().to_owned();
+    demo.handle
+        .add_contact(&friend_jid, None, vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    friend
+        .handle
+        .add_contact(&demo_jid, None, vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    for (a, b) in [(&mut *demo, &friend_jid), (&mut *friend, &demo_jid)] {
+        a.handle
+            .subscription(b, SubscriptionAction::Request)
+            .await
+            .map_err(|e| e.to_string())?;
+        a.handle
+            .subscription(b, SubscriptionAction::Approve)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    friend
+        .wait_for(
+            t,
+            |e| matches!(e, Event::Presence { jid, presence: Some(_), .. } if *jid == demo_jid),
+        )
+        .await
+        .ok_or("no presence from demo")?;
+    Ok(())
+}

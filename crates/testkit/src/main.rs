@@ -8,15 +8,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use natter_core::store::{Account, Direction, Store};
-use natter_core::{Event, PasswordStore, SubscriptionAction};
-use natter_testkit::{Peer, Prosody};
-
-/// The file keyring's unlock secret for demo and benchmark homes (not a user secret:
-/// these homes are throwaway).
-const KEYRING_SECRET: &str = "natter-demo-keyring";
+use natter_core::store::{Account, Direction};
+use natter_core::Event;
+use natter_testkit::{app_env, befriend, prepare_home, Peer, Prosody};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -31,74 +26,6 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .cloned()
-}
-
-/// Writes `account` and its password into the Natter data of a home directory.
-async fn prepare(home: &Path, account: Account, password: &str) -> Result<(), String> {
-    let data = home.join(".local/share/natter");
-    let store = Store::open(data.join("natter.db"))
-        .await
-        .map_err(|e| e.to_string())?;
-    store
-        .upsert_account(account.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    let secret_file = data.join("keyring-secret");
-    std::fs::write(&secret_file, KEYRING_SECRET).map_err(|e| e.to_string())?;
-    let keyring = PasswordStore::file(&data.join("natter.keyring"), KEYRING_SECRET.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    keyring
-        .set_password(&account.jid, password)
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// The environment that makes Natter use a prepared home.
-fn app_env(home: &Path) -> Vec<(String, PathBuf)> {
-    let data = home.join(".local/share/natter");
-    vec![
-        ("HOME".into(), home.to_path_buf()),
-        ("XDG_DATA_HOME".into(), home.join(".local/share")),
-        ("XDG_CONFIG_HOME".into(), home.join(".config")),
-        ("XDG_CACHE_HOME".into(), home.join(".cache")),
-        ("NATTER_KEYRING_FILE".into(), data.join("natter.keyring")),
-        (
-            "NATTER_KEYRING_SECRET_FILE".into(),
-            data.join("keyring-secret"),
-        ),
-    ]
-}
-
-async fn befriend(demo: &mut Peer, friend: &mut Peer) -> Result<(), String> {
-    let t = Duration::from_secs(20);
-    demo.handle
-        .add_contact("friend@localhost", Some("Friend".into()), vec![])
-        .await
-        .map_err(|e| e.to_string())?;
-    friend
-        .handle
-        .add_contact("demo@localhost", Some("Demo".into()), vec![])
-        .await
-        .map_err(|e| e.to_string())?;
-    for (a, b) in [
-        (&mut *demo, "friend@localhost"),
-        (&mut *friend, "demo@localhost"),
-    ] {
-        a.handle
-            .subscription(b, SubscriptionAction::Request)
-            .await
-            .map_err(|e| e.to_string())?;
-        a.handle
-            .subscription(b, SubscriptionAction::Approve)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    friend
-        .wait_for(t, |e| matches!(e, Event::Presence { jid, presence: Some(_), .. } if jid == "demo@localhost"))
-        .await
-        .ok_or("no presence from demo")?;
-    Ok(())
 }
 
 /// The friend answers every message from demo.
@@ -136,6 +63,10 @@ async fn demo(app: PathBuf) -> Result<(), String> {
     demo.online().await.ok_or("demo could not sign in")?;
     friend.online().await.ok_or("friend could not sign in")?;
     befriend(&mut demo, &mut friend).await?;
+    demo.handle
+        .rename_contact("friend@localhost", "Friend")
+        .await
+        .map_err(|e| e.to_string())?;
     demo.handle.disconnect().await.map_err(|e| e.to_string())?;
     friend
         .handle
@@ -150,7 +81,7 @@ async fn demo(app: PathBuf) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut account = server.account("demo");
     account.resource = "natter".into();
-    prepare(home.path(), account, "demo").await?;
+    prepare_home(home.path(), account, "demo").await?;
     eprintln!("Starting {} signed in as demo@localhost", app.display());
     let status = tokio::process::Command::new(&app)
         .envs(app_env(home.path()))
@@ -199,7 +130,7 @@ async fn main() -> ExitCode {
                 extra_ca: arg(&args, "--ca"),
                 enabled: true,
             };
-            prepare(Path::new(&home), account, &password).await
+            prepare_home(Path::new(&home), account, &password).await
         }
         _ => return usage(),
     };
