@@ -1,7 +1,7 @@
 //! The main window. This is the foundation's minimal window: account state, contacts
 //! and a simple chat pane; the full chat UI (virtualised lists, sign-in) builds on it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use adw::prelude::*;
 use natter_core::store::{Contact, Direction, Message, MessageState};
@@ -37,6 +37,8 @@ pub enum Command {
 
 pub struct Widgets {
     title: adw::WindowTitle,
+    rows: HashMap<String, adw::ActionRow>,
+    labels: HashMap<i64, gtk::Label>,
     stack: gtk::Stack,
     empty: adw::StatusPage,
     contacts: gtk::ListBox,
@@ -78,17 +80,117 @@ impl App {
         });
     }
 
-    fn on_event(&mut self, ev: Event) {
+    fn contact_title(&self, jid: &str) -> String {
+        self.contacts
+            .get(jid)
+            .and_then(|c| c.name.clone())
+            .unwrap_or_else(|| jid.to_owned())
+    }
+
+    /// Adds or refreshes one contact row; rows are never rebuilt wholesale on an event.
+    fn show_contact(&self, w: &mut Widgets, jid: &str) {
+        let online = self.online.get(jid).copied().unwrap_or(0) > 0;
+        let subtitle = if online {
+            tr("Available")
+        } else {
+            tr("Offline")
+        };
+        let title = self.contact_title(jid);
+        if let Some(row) = w.rows.get(jid) {
+            row.set_title(&title);
+            row.set_subtitle(&subtitle);
+            return;
+        }
+        let row = adw::ActionRow::builder()
+            .title(title)
+            .subtitle(subtitle)
+            .activatable(true)
+            .build();
+        row.set_widget_name(jid);
+        w.contacts.append(&row);
+        w.rows.insert(jid.to_owned(), row);
+    }
+
+    fn remove_contact_row(w: &mut Widgets, jid: &str) {
+        if let Some(row) = w.rows.remove(jid) {
+            w.contacts.remove(&row);
+        }
+    }
+
+    fn message_text(m: &Message) -> String {
+        format!("{} {}", m.body, state_text(m))
+            .trim_end()
+            .to_owned()
+    }
+
+    fn append_message(w: &mut Widgets, m: &Message) {
+        let label = gtk::Label::builder()
+            .label(Self::message_text(m))
+            .wrap(true)
+            .selectable(true)
+            .xalign(if m.direction == Direction::Outgoing {
+                1.0
+            } else {
+                0.0
+            })
+            .margin_start(12)
+            .margin_end(12)
+            .margin_top(4)
+            .margin_bottom(4)
+            .build();
+        w.messages.append(&label);
+        w.labels.insert(m.id, label);
+    }
+
+    fn show_messages(&self, w: &mut Widgets) {
+        while let Some(row) = w.messages.row_at_index(0) {
+            w.messages.remove(&row);
+        }
+        w.labels.clear();
+        for m in &self.messages {
+            Self::append_message(w, m);
+        }
+        Self::scroll_to_end(w);
+    }
+
+    fn scroll_to_end(w: &Widgets) {
+        let adj = w.scroller.vadjustment();
+        // After layout, so the new row counts in the height.
+        relm4::gtk::glib::idle_add_local_once(move || adj.set_value(adj.upper()));
+    }
+
+    fn on_event(&mut self, ev: Event, w: &mut Widgets) {
         match ev {
-            Event::Connection(state) => self.status = connection_text(&state),
+            Event::Connection(state) => {
+                self.status = connection_text(&state);
+                w.title.set_subtitle(&self.status);
+            }
             Event::Roster(contacts) => {
-                self.contacts = contacts.into_iter().map(|c| (c.jid.clone(), c)).collect();
+                let fresh: BTreeMap<_, _> =
+                    contacts.into_iter().map(|c| (c.jid.clone(), c)).collect();
+                let gone: Vec<_> = self
+                    .contacts
+                    .keys()
+                    .filter(|j| !fresh.contains_key(*j))
+                    .cloned()
+                    .collect();
+                for jid in gone {
+                    Self::remove_contact_row(w, &jid);
+                }
+                self.contacts = fresh;
+                let jids: Vec<_> = self.contacts.keys().cloned().collect();
+                for jid in jids {
+                    self.show_contact(w, &jid);
+                }
             }
             Event::RosterItem(c) => {
-                self.contacts.insert(c.jid.clone(), c);
+                let jid = c.jid.clone();
+                self.contacts.insert(jid.clone(), c);
+                self.show_contact(w, &jid);
             }
             Event::RosterRemoved { jid } => {
                 self.contacts.remove(&jid);
+                Self::remove_contact_row(w, &jid);
             }
             Event::Presence { jid, presence, .. } => {
                 let n = self.online.entry(jid.clone()).or_default();
@@ -97,88 +199,32 @@ impl App {
                 } else {
                     *n = n.saturating_sub(1);
                 }
+                if w.rows.contains_key(&jid) {
+                    self.show_contact(w, &jid);
+                }
             }
             Event::SubscriptionRequest { .. } => {}
             Event::Message(m) => {
-                if !self.contacts.contains_key(&m.peer) {
-                    self.contacts.insert(
-                        m.peer.clone(),
-                        Contact {
-                            jid: m.peer.clone(),
-                            name: None,
-                            subscription: "none".into(),
-                            ask: false,
-                            groups: vec![],
-                        },
-                    );
+                if !w.rows.contains_key(&m.peer) {
+                    self.show_contact(w, &m.peer);
                 }
-                if self.selected.as_deref() == Some(m.peer.as_str()) {
+                if self.selected.as_deref() == Some(m.peer.as_str())
+                    && !w.labels.contains_key(&m.id)
+                {
+                    Self::append_message(w, &m);
+                    Self::scroll_to_end(w);
                     self.messages.push(m);
-                    self.messages.sort_by_key(|m| (m.sort_key, m.id));
                 }
             }
             Event::MessageState { id, state } => {
                 if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
                     m.state = state;
+                    if let Some(label) = w.labels.get(&id) {
+                        label.set_label(&Self::message_text(m));
+                    }
                 }
             }
         }
-    }
-
-    fn render(&self, w: &Widgets) {
-        w.title.set_subtitle(&self.status);
-        let page = if self.handle.is_some() {
-            "chat"
-        } else {
-            "empty"
-        };
-        w.stack.set_visible_child_name(page);
-
-        while let Some(row) = w.contacts.row_at_index(0) {
-            w.contacts.remove(&row);
-        }
-        for c in self.contacts.values() {
-            let name = c.name.clone().unwrap_or_else(|| c.jid.clone());
-            let online = self.online.get(&c.jid).copied().unwrap_or(0) > 0;
-            let row = adw::ActionRow::builder()
-                .title(name)
-                .subtitle(if online {
-                    tr("Available")
-                } else {
-                    tr("Offline")
-                })
-                .activatable(true)
-                .build();
-            row.set_widget_name(&c.jid);
-            w.contacts.append(&row);
-        }
-
-        w.chat_title
-            .set_title(self.selected.as_deref().unwrap_or_default());
-        while let Some(row) = w.messages.row_at_index(0) {
-            w.messages.remove(&row);
-        }
-        for m in &self.messages {
-            let text = format!("{} {}", m.body, state_text(m));
-            let label = gtk::Label::builder()
-                .label(text.trim_end())
-                .wrap(true)
-                .selectable(true)
-                .xalign(if m.direction == Direction::Outgoing {
-                    1.0
-                } else {
-                    0.0
-                })
-                .margin_start(12)
-                .margin_end(12)
-                .margin_top(4)
-                .margin_bottom(4)
-                .build();
-            w.messages.append(&label);
-        }
-        let adj = w.scroller.vadjustment();
-        adj.set_value(adj.upper());
-        w.entry.set_sensitive(self.selected.is_some());
     }
 }
 
@@ -186,7 +232,7 @@ impl Component for App {
     type CommandOutput = Command;
     type Input = Input;
     type Output = ();
-    type Init = ();
+    type Init = tokio::task::JoinHandle<Result<Option<backend::Started>, String>>;
     type Root = adw::ApplicationWindow;
     type Widgets = Widgets;
 
@@ -198,7 +244,11 @@ impl Component for App {
             .build()
     }
 
-    fn init(_: (), root: Self::Root, sender: ComponentSender<Self>) -> ComponentParts<Self> {
+    fn init(
+        started: Self::Init,
+        root: Self::Root,
+        sender: ComponentSender<Self>,
+    ) -> ComponentParts<Self> {
         let title = adw::WindowTitle::new("Natter", &tr("Starting…"));
         let header = adw::HeaderBar::builder().title_widget(&title).build();
 
@@ -286,8 +336,7 @@ impl Component for App {
         sender.command(|out, shutdown| {
             shutdown
                 .register(async move {
-                    let started = backend::runtime().spawn(backend::start_account()).await;
-                    let started = match started {
+                    let started = match started.await {
                         Ok(r) => r,
                         Err(e) => Err(e.to_string()),
                     };
@@ -322,6 +371,8 @@ impl Component for App {
         };
         let widgets = Widgets {
             title,
+            rows: HashMap::new(),
+            labels: HashMap::new(),
             stack,
             empty,
             contacts,
@@ -330,7 +381,7 @@ impl Component for App {
             scroller,
             entry,
         };
-        model.render(&widgets);
+        widgets.stack.set_visible_child_name("empty");
         ComponentParts { model, widgets }
     }
 
@@ -344,9 +395,11 @@ impl Component for App {
         match msg {
             Input::Select(peer) => {
                 self.selected = Some(peer.clone());
+                widgets.chat_title.set_title(&self.contact_title(&peer));
                 widgets.entry.set_sensitive(true);
                 widgets.entry.grab_focus();
                 self.messages.clear();
+                self.show_messages(widgets);
                 self.load_history(&sender);
                 if let Some(handle) = self.handle.clone() {
                     sender.oneshot_command(
@@ -366,7 +419,6 @@ impl Component for App {
                 }
             }
         }
-        self.render(widgets);
     }
 
     fn update_cmd_with_view(
@@ -379,25 +431,34 @@ impl Component for App {
         match msg {
             Command::Started(Ok(Some(handle))) => {
                 widgets.title.set_title(handle.jid());
+                widgets.stack.set_visible_child_name("chat");
                 self.handle = Some(handle);
             }
-            Command::Started(Ok(None)) => self.status = tr("No account"),
+            Command::Started(Ok(None)) => {
+                self.status = tr("No account");
+                widgets.title.set_subtitle(&self.status);
+            }
             Command::Started(Err(e)) => {
                 self.status = tr("Cannot start");
+                widgets.title.set_subtitle(&self.status);
                 widgets.empty.set_description(Some(&e));
             }
-            Command::Event(ev) => self.on_event(ev.event),
+            Command::Event(ev) => self.on_event(ev.event, widgets),
             Command::History(peer, Ok(mut page)) => {
                 if self.selected.as_deref() == Some(peer.as_str()) {
                     page.reverse();
+                    // Messages that arrived while the page loaded are in the page too.
                     self.messages = page;
+                    self.show_messages(widgets);
                 }
             }
             Command::History(_, Err(e)) => tracing::warn!(error = %e, "history not loaded"),
             Command::Sent(Ok(_)) | Command::Read(Ok(())) => {}
             Command::Read(Err(e)) => tracing::warn!(error = %e, "not marked read"),
-            Command::Sent(Err(e)) => self.status = e.to_string(),
+            Command::Sent(Err(e)) => {
+                self.status = e.to_string();
+                widgets.title.set_subtitle(&self.status);
+            }
         }
-        self.render(widgets);
     }
 }

@@ -13,8 +13,9 @@ fn main() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("natter=info,natter_core=info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     i18n::init();
-    // Sessions run on our own tokio runtime, never on the GTK main thread.
-    backend::runtime();
+    // Sessions run on our own tokio runtime, never on the GTK main thread. The account
+    // starts connecting now, while GTK builds the window.
+    let started = backend::runtime().spawn(backend::start_account());
     let app = RelmApp::new(APP_ID).with_args(Vec::new());
-    app.run::<app::App>(());
+    app.run::<app::App>(started);
 }

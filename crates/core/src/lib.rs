@@ -2,7 +2,7 @@
 //! and handles roster, presence, 1:1 chat and history; the UI talks to it through a
 //! [`SessionHandle`] and listens to [`AccountEvent`]s.
 
-mod chat;
+pub mod chat;
 pub mod connection;
 mod event;
 mod handle;

@@ -1,0 +1,71 @@
+//! History page reads at 100 000 messages in one conversation (budget: under 2 ms a page).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use natter_store::{Account, Direction, HistoryCursor, MessageState, NewMessage, Placement, Store};
+
+const MESSAGES: i64 = 100_000;
+
+fn history(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, conv_id, middle) = rt.block_on(async {
+        let store = Store::open(dir.path().join("bench.db"))
+            .await
+            .expect("open");
+        let acc = store
+            .upsert_account(Account {
+                jid: "alice@localhost".into(),
+                resource: "bench".into(),
+                enabled: true,
+                ..Default::default()
+            })
+            .await
+            .expect("account");
+        for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(10_000) {
+            let batch = chunk
+                .iter()
+                .map(|i| NewMessage {
+                    account_id: acc,
+                    peer: "peer1@localhost".into(),
+                    direction: if i % 3 == 0 {
+                        Direction::Outgoing
+                    } else {
+                        Direction::Incoming
+                    },
+                    sender: "peer1@localhost/phone".into(),
+                    body: format!("message number {i} with a little text in it"),
+                    timestamp: 1_700_000_000_000 + i * 1000,
+                    state: MessageState::Received,
+                    origin_id: Some(format!("origin-{i}")),
+                    stanza_id: Some(format!("archive-{i}")),
+                    placement: Placement::Append,
+                })
+                .collect();
+            store.insert_messages(batch).await.expect("insert");
+        }
+        let conv = store
+            .conversation(acc, "peer1@localhost".into())
+            .await
+            .expect("conversation");
+        let page = store
+            .history(conv.id, None, (MESSAGES / 2) as u32)
+            .await
+            .expect("page");
+        let middle = page.last().map(HistoryCursor::from);
+        (store, conv.id, middle)
+    });
+    let mut group = c.benchmark_group("history_100k");
+    group.bench_function("newest_page_50", |b| {
+        b.iter(|| rt.block_on(store.history(conv_id, None, 50)).expect("page"))
+    });
+    group.bench_function("middle_page_50", |b| {
+        b.iter(|| {
+            rt.block_on(store.history(conv_id, middle, 50))
+                .expect("page")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, history);
+criterion_main!(benches);
