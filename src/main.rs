@@ -9,6 +9,14 @@ use relm4::RelmApp;
 pub const APP_ID: &str = "im.natter.Natter";
 
 fn main() {
+    // With the cairo renderer GTK draws nothing through GL, yet GDK would still load the
+    // whole GL stack (Mesa, LLVM: ~50 MB resident on machines without a GPU). Done first,
+    // while the process has one thread.
+    if std::env::var_os("GSK_RENDERER").is_some_and(|r| r == "cairo")
+        && std::env::var_os("GDK_DEBUG").is_none()
+    {
+        std::env::set_var("GDK_DEBUG", "gl-disable");
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("natter=info,natter_core=info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
