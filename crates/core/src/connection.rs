@@ -437,12 +437,13 @@ pub enum ConnectorStatus {
         error: ConnectError,
         delay: Duration,
     },
-    /// A final error: the connector gave up and the stream will end.
+    /// A final error: the connector gave up; the stream must be closed.
     Failed(ConnectError),
 }
 
 /// Builds a `StanzaStream` whose reconnections go through [`connect_once`] with back-off.
-/// Final errors end the stream (the connector drops the slot) after reporting them.
+/// Final errors are reported as [`ConnectorStatus::Failed`]; the owner then closes the
+/// stream.
 pub fn stanza_stream(
     cfg: ConnectConfig,
     status: mpsc::UnboundedSender<ConnectorStatus>,
@@ -450,7 +451,7 @@ pub fn stanza_stream(
 ) -> StanzaStream {
     let cfg = Arc::new(cfg);
     let connector = Box::new(
-        move |_preferred: Option<String>, slot: oneshot::Sender<Connection>| {
+        move |_preferred: Option<String>, mut slot: oneshot::Sender<Connection>| {
             let cfg = cfg.clone();
             let status = status.clone();
             tokio::spawn(async move {
@@ -467,7 +468,11 @@ pub fn stanza_stream(
                         Err(error) if error.is_final() => {
                             tracing::warn!(%error, "giving up connecting");
                             let _ = status.send(ConnectorStatus::Failed(error));
-                            return; // dropping `slot` ends the stream
+                            // The session closes the stream on this report. Dropping the
+                            // slot first would make tokio-xmpp's worker panic.
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(30), slot.closed()).await;
+                            return;
                         }
                         Err(error) => {
                             let delay = cfg.backoff.delay(attempt);

@@ -83,7 +83,21 @@ async fn catch_up(
                 batch.push(m);
             }
         }
-        let new = store.insert_messages(batch).await?;
+        tracing::debug!(
+            ?after,
+            fresh,
+            results = batch.len(),
+            first = ?batch.first().and_then(|m| m.origin_id.clone()),
+            complete = fin.complete,
+            "archive page"
+        );
+        let new = if fresh {
+            store.insert_messages(batch).await?
+        } else {
+            store
+                .insert_archive_page(account_id, after.clone(), batch)
+                .await?
+        };
         stored += new.len();
         for m in new {
             let _ = events.send(AccountEvent {

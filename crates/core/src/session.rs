@@ -1,10 +1,10 @@
 //! The session service: one task per account that owns the stream, answers the UI's
 //! commands and turns what arrives into stored state and events.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use natter_store::{Account, Direction, MessageState, NewMessage, OutboxEntry, Placement, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio_xmpp::minidom::Element;
@@ -137,6 +137,8 @@ pub fn start(
         waiting: BTreeMap::new(),
         in_flight: HashMap::new(),
         generation: 0,
+        last_pushed: None,
+        backlog: VecDeque::new(),
         roster: HashMap::new(),
     };
     tokio::spawn(session.run());
@@ -172,6 +174,10 @@ struct Session {
     in_flight: HashMap<i64, OutboxEntry>,
     /// Counts fresh (not resumed) streams; delivery reports from older ones are stale.
     generation: u64,
+    /// The outbox entry handed to the stream last (the next waits until it is written).
+    last_pushed: Option<tokio_xmpp::stanzastream::StanzaToken>,
+    /// Stream events taken early by `take_ready_events`, handled before new ones.
+    backlog: VecDeque<Option<StreamEventOuter>>,
     /// Roster subscriptions by bare JID, to know who is a contact.
     roster: HashMap<String, String>,
 }
@@ -207,16 +213,15 @@ impl Session {
             Err(e) => tracing::error!(error = %e, "cannot read the roster"),
         }
         while let Some(stream) = self.stream.as_mut() {
+            if let Some(ev) = self.backlog.pop_front() {
+                if !self.on_stream_item(ev).await {
+                    break;
+                }
+                continue;
+            }
             tokio::select! {
-                ev = stream.next() => match ev {
-                    Some(StreamEventOuter::Stream(ev)) => self.on_stream_event(ev).await,
-                    Some(StreamEventOuter::Stanza(stanza)) => self.on_stanza(stanza).await,
-                    None => {
-                        // The connector gave up (a final error was reported) or we closed.
-                        self.stream = None;
-                        self.set_offline();
-                        break;
-                    }
+                ev = stream.next() => if !self.on_stream_item(ev).await {
+                    break;
                 },
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Disconnect { reply }) => {
@@ -244,6 +249,21 @@ impl Session {
                 cmd => self.on_command(cmd).await,
             }
         }
+    }
+
+    /// Handles one item of the stream; `false` when the stream has ended.
+    async fn on_stream_item(&mut self, ev: Option<StreamEventOuter>) -> bool {
+        match ev {
+            Some(StreamEventOuter::Stream(ev)) => self.on_stream_event(ev).await,
+            Some(StreamEventOuter::Stanza(stanza)) => self.on_stanza(stanza).await,
+            None => {
+                // The connector gave up (a final error was reported) or we closed.
+                self.stream = None;
+                self.set_offline();
+                return false;
+            }
+        }
+        true
     }
 
     async fn shutdown(&mut self) {
@@ -287,6 +307,10 @@ impl Session {
                 }))
             }
             ConnectorStatus::Failed(error) => {
+                if let Some(stream) = self.stream.take() {
+                    tokio::spawn(stream.close());
+                }
+                self.set_offline();
                 self.emit(Event::Connection(ConnectionState::Failed(error)))
             }
         }
@@ -312,6 +336,7 @@ impl Session {
                 self.generation += 1;
                 let unacked: Vec<_> = self.in_flight.drain().collect();
                 self.waiting.extend(unacked);
+                self.last_pushed = None;
                 self.set_offline();
                 self.online = true;
                 self.emit(Event::Connection(ConnectionState::Online {
@@ -360,6 +385,8 @@ impl Session {
 
     fn restart_stream(&mut self) {
         tracing::warn!("starting a fresh stream instead of resuming");
+        self.backlog.clear();
+        self.last_pushed = None;
         if let Some(old) = self.stream.take() {
             tokio::spawn(old.close());
         }
@@ -645,6 +672,7 @@ impl Session {
     }
 
     async fn store_and_emit(&mut self, new: NewMessage) {
+        tracing::debug!(origin_id = ?new.origin_id, stanza_id = ?new.stanza_id, "live message");
         let archive_id = new.stanza_id.clone();
         match self.store.insert_message(new).await {
             Ok(Some(stored)) => {
@@ -766,8 +794,10 @@ impl Session {
                 // Reads do not hold up the session loop.
                 tokio::spawn(async move {
                     let result = async {
-                        let conv = store.conversation(account_id, peer).await?;
-                        store.history(conv.id, before, limit).await
+                        match store.find_conversation(account_id, peer).await? {
+                            Some(id) => store.history(id, before, limit).await,
+                            None => Ok(Vec::new()),
+                        }
                     }
                     .await;
                     let _ = reply.send(result.map_err(Into::into));
@@ -775,8 +805,10 @@ impl Session {
             }
             Command::MarkRead { peer, reply } => {
                 let result = async {
-                    let conv = self.store.conversation(self.account_id, peer).await?;
-                    self.store.mark_read(conv.id).await
+                    match self.store.find_conversation(self.account_id, peer).await? {
+                        Some(id) => self.store.mark_read(id).await,
+                        None => Ok(()),
+                    }
                 }
                 .await;
                 let _ = reply.send(result.map_err(Into::into));
@@ -854,9 +886,42 @@ impl Session {
         Ok(stored)
     }
 
-    /// Hands waiting outbox entries to the stream, oldest first, while online.
+    /// Takes stream events that are already waiting, so that a lost connection is known
+    /// before anything more is handed to the stream (they are handled in order later).
+    fn take_ready_events(&mut self) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        while let Some(ev) = stream.next().now_or_never() {
+            let end = ev.is_none();
+            if matches!(
+                ev,
+                Some(StreamEventOuter::Stream(StreamEvent::Suspended)) | None
+            ) {
+                self.online = false;
+            }
+            self.backlog.push_back(ev);
+            if end {
+                break;
+            }
+        }
+    }
+
+    /// Hands waiting outbox entries to the stream, oldest first, one at a time: the next
+    /// goes only when the previous one is written. tokio-xmpp keeps unwritten stanzas
+    /// for the next stream and sends them before anything else; holding at most one
+    /// there keeps a lossy reconnect from reordering messages.
     async fn pump_outbox(&mut self) {
-        while self.online {
+        loop {
+            if let Some(last) = &self.last_pushed {
+                if StanzaStage::from(&last.state()) < StanzaStage::Sent {
+                    break;
+                }
+            }
+            self.take_ready_events();
+            if !self.online {
+                break;
+            }
             let Some((id, entry)) = self.waiting.pop_first() else {
                 break;
             };
@@ -872,6 +937,7 @@ impl Session {
                 break;
             };
             self.in_flight.insert(id, entry);
+            self.last_pushed = Some(token.clone());
             let internal = self.internal_tx.clone();
             let sm = self.sm_enabled;
             tokio::spawn(track_delivery(token, id, self.generation, sm, internal));
@@ -884,6 +950,7 @@ impl Session {
                 if generation == self.generation && self.in_flight.contains_key(&id) {
                     self.set_state(id, MessageState::Sent).await;
                 }
+                self.pump_outbox().await;
             }
             Internal::Acked(id) => {
                 // The server has it, whichever stream carried it.

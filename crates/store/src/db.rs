@@ -387,6 +387,18 @@ impl Db {
         )?)
     }
 
+    /// The conversation with `peer`, without creating it.
+    pub fn find_conversation(&mut self, account_id: i64, peer: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM conversation WHERE account_id = ?1 AND peer = ?2",
+                params![account_id, peer],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     pub fn conversations(&mut self, account_id: i64) -> Result<Vec<Conversation>> {
         let mut st = self.conn.prepare_cached(
             "SELECT id, account_id, peer, last_activity, unread FROM conversation
@@ -404,12 +416,17 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn insert_one(conn: &Connection, m: &NewMessage) -> Result<Option<Message>> {
+    fn insert_one(
+        conn: &Connection,
+        m: &NewMessage,
+        key_override: Option<i64>,
+    ) -> Result<Option<Message>> {
         let conversation_id = Self::conversation_id(conn, m.account_id, &m.peer)?;
         let direction = i64::from(m.direction == Direction::Outgoing);
-        let sort_key = match m.placement {
-            Placement::Backfill => m.timestamp,
-            Placement::Append => {
+        let sort_key = match (key_override, m.placement) {
+            (Some(key), _) => key,
+            (None, Placement::Backfill) => m.timestamp,
+            (None, Placement::Append) => {
                 let newest: Option<i64> = conn
                     .prepare_cached("SELECT max(sort_key) FROM message WHERE conversation_id = ?1")?
                     .query_row([conversation_id], |r| r.get(0))?;
@@ -464,7 +481,7 @@ impl Db {
 
     pub fn insert_message(&mut self, m: &NewMessage) -> Result<Option<Message>> {
         let tx = self.conn.transaction()?;
-        let out = Self::insert_one(&tx, m)?;
+        let out = Self::insert_one(&tx, m, None)?;
         tx.commit()?;
         Ok(out)
     }
@@ -473,8 +490,69 @@ impl Db {
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
-            if let Some(stored) = Self::insert_one(&tx, m)? {
+            if let Some(stored) = Self::insert_one(&tx, m, None)? {
                 out.push(stored);
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The position of an already stored copy of `m` (same archive id, or same origin-id
+    /// from the same side), if any.
+    fn stored_key(conn: &Connection, m: &NewMessage) -> Result<Option<i64>> {
+        let direction = i64::from(m.direction == Direction::Outgoing);
+        Ok(conn
+            .prepare_cached(
+                "SELECT m.sort_key FROM message m JOIN conversation c ON c.id = m.conversation_id
+                 WHERE c.account_id = ?1 AND c.peer = ?2
+                   AND ((?3 IS NOT NULL AND m.stanza_id = ?3)
+                     OR (?4 IS NOT NULL AND m.direction = ?5 AND m.origin_id = ?4))
+                 LIMIT 1",
+            )?
+            .query_row(
+                params![m.account_id, m.peer, m.stanza_id, m.origin_id, direction],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Stores a forward page of our archive (XEP-0313) in archive order: each message goes
+    /// after the one before it in the archive, starting after the message whose archive
+    /// id is `after`. Server stamps have one-second resolution, so a message archived just
+    /// after one we received live must not sort before it, and one that reached us only
+    /// through the archive must not sort after live messages archived later.
+    pub fn insert_archive_page(
+        &mut self,
+        account_id: i64,
+        after: Option<&str>,
+        msgs: &[NewMessage],
+    ) -> Result<Vec<Message>> {
+        let tx = self.conn.transaction()?;
+        let mut anchor: Option<i64> = match after.filter(|a| !a.is_empty()) {
+            Some(id) => tx
+                .prepare_cached(
+                    "SELECT m.sort_key FROM message m JOIN conversation c
+                       ON c.id = m.conversation_id
+                     WHERE c.account_id = ?1 AND m.stanza_id = ?2 LIMIT 1",
+                )?
+                .query_row(params![account_id, id], |r| r.get(0))
+                .optional()?,
+            None => None,
+        };
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let key = anchor.map_or(m.timestamp, |a| m.timestamp.max(a.saturating_add(1)));
+            match Self::insert_one(&tx, m, Some(key))? {
+                Some(stored) => {
+                    anchor = Some(stored.sort_key);
+                    out.push(stored);
+                }
+                None => {
+                    if let Some(existing) = Self::stored_key(&tx, m)? {
+                        anchor = Some(anchor.map_or(existing, |a| a.max(existing)));
+                    }
+                }
             }
         }
         tx.commit()?;

@@ -160,6 +160,12 @@ impl Store {
             .await
     }
 
+    /// The id of the conversation with `peer`, if there is one (nothing is created).
+    pub async fn find_conversation(&self, account_id: i64, peer: String) -> Result<Option<i64>> {
+        self.call(move |db| db.find_conversation(account_id, &peer))
+            .await
+    }
+
     pub async fn conversations(&self, account_id: i64) -> Result<Vec<Conversation>> {
         self.call(move |db| db.conversations(account_id)).await
     }
@@ -174,6 +180,18 @@ impl Store {
     /// Stores many messages in one transaction (archive pages, bursts); duplicates skipped.
     pub async fn insert_messages(&self, msgs: Vec<NewMessage>) -> Result<Vec<Message>> {
         self.call(move |db| db.insert_messages(&msgs)).await
+    }
+
+    /// Stores a forward archive page in archive order after the message `after` (see
+    /// `Db::insert_archive_page`); duplicates skipped.
+    pub async fn insert_archive_page(
+        &self,
+        account_id: i64,
+        after: Option<String>,
+        msgs: Vec<NewMessage>,
+    ) -> Result<Vec<Message>> {
+        self.call(move |db| db.insert_archive_page(account_id, after.as_deref(), &msgs))
+            .await
     }
 
     pub async fn set_message_state(&self, message_id: i64, state: MessageState) -> Result<()> {

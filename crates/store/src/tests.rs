@@ -271,3 +271,47 @@ async fn appended_messages_sort_after_the_newest_even_with_coarse_stamps() {
         "the shown time stays the server's"
     );
 }
+
+#[tokio::test]
+async fn archive_pages_keep_archive_order_around_live_messages() {
+    let (_dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    let live = |body: &str, ts: i64, sid: &str| {
+        let mut m = incoming(acc, "f@x", body, ts, Some(body));
+        m.stanza_id = Some(sid.into());
+        m
+    };
+    // 92 arrived live; the server died before delivering 93; after the restart 94 arrived
+    // live before the catch-up page (93, 94) came. Archive stamps are whole seconds.
+    store
+        .insert_message(live("92", 58_829, "a92"))
+        .await
+        .unwrap();
+    store
+        .insert_message(live("94", 60_804, "a94"))
+        .await
+        .unwrap();
+    let page = vec![
+        live("93", 58_000, "a93"),
+        live("94", 60_000, "a94"),
+        live("95", 60_000, "a95"),
+    ];
+    let stored = store
+        .insert_archive_page(acc, Some("a92".into()), page)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2, "94 was a duplicate");
+    let conv = store.conversation(acc, "f@x".into()).await.unwrap();
+    let bodies: Vec<_> = store
+        .history(conv.id, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, ["92", "93", "94", "95"]);
+}
