@@ -343,9 +343,12 @@ impl Session {
                     jid: bound_jid.to_string(),
                     resumed: false,
                 }));
-                self.request_roster().await;
+                // Presence first: contacts see us online without waiting for the server
+                // to serialise a large roster (RFC 6121 §4.2 allows either order; our
+                // presence handling does not depend on the roster).
                 let presence = self.own_presence.clone();
                 self.send(Stanza::Presence(presence)).await;
+                self.request_roster().await;
                 mam_sync::spawn_catch_up(
                     self.store.clone(),
                     self.account_id,
