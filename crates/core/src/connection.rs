@@ -260,21 +260,124 @@ fn header(domain: &str) -> StreamHeader<'_> {
     }
 }
 
+/// One place to try: a host, a port, and whether TLS starts at once (XEP-0368).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub direct_tls: bool,
+}
+
+/// An SRV answer: (priority, weight, target, port).
+pub type SrvRecord = (u16, u16, String, u16);
+
+/// XEP-0368 §3: the `_xmpps-client` and `_xmpp-client` records form one list, tried by
+/// priority (lowest first), then weight (highest first); on equal footing direct TLS
+/// goes first because it saves a round trip. A target of "." means "no service here".
+pub fn order_endpoints(xmpps: &[SrvRecord], xmpp: &[SrvRecord]) -> Vec<Endpoint> {
+    let mut all: Vec<(u16, u16, bool, &str, u16)> = xmpps
+        .iter()
+        .map(|(p, w, t, port)| (*p, *w, true, t.as_str(), *port))
+        .chain(
+            xmpp.iter()
+                .map(|(p, w, t, port)| (*p, *w, false, t.as_str(), *port)),
+        )
+        .filter(|(_, _, _, t, _)| !t.is_empty() && *t != ".")
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)).then(b.1.cmp(&a.1)));
+    all.into_iter()
+        .map(|(_, _, direct_tls, host, port)| Endpoint {
+            host: host.trim_end_matches('.').to_owned(),
+            port,
+            direct_tls,
+        })
+        .collect()
+}
+
+async fn srv_records(resolver: &hickory_resolver::TokioResolver, name: String) -> Vec<SrvRecord> {
+    use hickory_resolver::proto::rr::RData;
+    match resolver.srv_lookup(name).await {
+        Ok(lookup) => lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(srv) => {
+                    Some((srv.priority, srv.weight, srv.target.to_ascii(), srv.port))
+                }
+                _ => None,
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Where to connect for `domain`: its SRV records (both kinds), else the domain on 5222.
+async fn endpoints(domain: &str) -> Vec<Endpoint> {
+    let fallback = vec![Endpoint {
+        host: domain.to_owned(),
+        port: 5222,
+        direct_tls: false,
+    }];
+    if domain.parse::<std::net::IpAddr>().is_ok() {
+        return fallback;
+    }
+    let resolver = match hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "no DNS resolver, trying the domain itself");
+            return fallback;
+        }
+    };
+    let (xmpps, xmpp) = tokio::join!(
+        srv_records(&resolver, format!("_xmpps-client._tcp.{domain}.")),
+        srv_records(&resolver, format!("_xmpp-client._tcp.{domain}.")),
+    );
+    let ordered = order_endpoints(&xmpps, &xmpp);
+    if ordered.is_empty() && xmpps.is_empty() && xmpp.is_empty() {
+        fallback
+    } else {
+        ordered
+    }
+}
+
+/// TCP to the first endpoint that answers.
+async fn connect_tcp(cfg: &ConnectConfig) -> Result<(TcpStream, bool), ConnectError> {
+    let domain = cfg.jid.domain().as_str();
+    let candidates = match &cfg.server {
+        ServerAddress::Srv => endpoints(domain).await,
+        ServerAddress::Manual {
+            host,
+            port,
+            direct_tls,
+        } => vec![Endpoint {
+            host: host.clone(),
+            port: *port,
+            direct_tls: *direct_tls,
+        }],
+    };
+    if candidates.is_empty() {
+        return Err(ConnectError::HostNotFound(format!(
+            "{domain} (its DNS says it offers no XMPP service)"
+        )));
+    }
+    let mut last = ConnectError::HostNotFound(domain.to_owned());
+    for ep in candidates {
+        tracing::debug!(host = %ep.host, port = ep.port, direct_tls = ep.direct_tls, "connecting");
+        match DnsConfig::no_srv(&ep.host, ep.port).resolve().await {
+            Ok(tcp) => return Ok((tcp, ep.direct_tls)),
+            Err(e) => last = classify(e, domain),
+        }
+    }
+    Err(last)
+}
+
 /// TCP, then TLS (directly or through STARTTLS), then the stream header.
 async fn open_tls_stream(
     cfg: &ConnectConfig,
     tls: Arc<ClientConfig>,
 ) -> Result<(PendingFeaturesRecv<BufStream<TlsStream>>, ChannelBinding), ConnectError> {
     let domain = cfg.jid.domain().as_str();
-    let (dns, direct) = match &cfg.server {
-        ServerAddress::Srv => (DnsConfig::srv_default_client(domain), false),
-        ServerAddress::Manual {
-            host,
-            port,
-            direct_tls,
-        } => (DnsConfig::no_srv(host, *port), *direct_tls),
-    };
-    let tcp = dns.resolve().await.map_err(|e| classify(e, domain))?;
+    let (tcp, direct) = connect_tcp(cfg).await?;
     let tcp = if direct {
         tcp
     } else {
@@ -531,6 +634,33 @@ mod tests {
             sasl_policy(&set(&["ANONYMOUS", "DIGEST-MD5"]), ChannelBinding::None),
             Err(ConnectError::NoSafeMechanism(_))
         ));
+    }
+
+    #[test]
+    fn srv_records_merge_by_priority_then_direct_tls_then_weight() {
+        let xmpps = vec![
+            (10, 5, "tls.example.org.".to_string(), 5223),
+            (20, 0, "tls2.example.org.".to_string(), 443),
+        ];
+        let xmpp = vec![
+            (5, 0, "primary.example.org.".to_string(), 5222),
+            (10, 50, "plain.example.org.".to_string(), 5222),
+            (10, 60, ".".to_string(), 5222),
+        ];
+        let order: Vec<_> = order_endpoints(&xmpps, &xmpp)
+            .into_iter()
+            .map(|e| (e.host, e.port, e.direct_tls))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("primary.example.org".to_string(), 5222, false),
+                ("tls.example.org".to_string(), 5223, true),
+                ("plain.example.org".to_string(), 5222, false),
+                ("tls2.example.org".to_string(), 443, true),
+            ]
+        );
+        assert!(order_endpoints(&[], &[(0, 0, ".".into(), 0)]).is_empty());
     }
 
     #[test]
