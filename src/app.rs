@@ -1,7 +1,9 @@
 //! The main window. This is the foundation's minimal window: account state, contacts
 //! and a simple chat pane; the full chat UI (virtualised lists, sign-in) builds on it.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use adw::prelude::*;
 use natter_core::store::{Contact, Direction, Message, MessageState};
@@ -35,13 +37,17 @@ pub enum Command {
     Read(Result<(), SessionError>),
 }
 
+/// What a contact row shows: name and whether any resource is online.
+type ContactInfo = Rc<RefCell<HashMap<String, (String, bool)>>>;
+
 pub struct Widgets {
     title: adw::WindowTitle,
-    rows: HashMap<String, adw::ActionRow>,
+    contact_info: ContactInfo,
+    positions: HashMap<String, u32>,
     labels: HashMap<i64, gtk::Label>,
     stack: gtk::Stack,
     empty: adw::StatusPage,
-    contacts: gtk::ListBox,
+    contacts: gtk::StringList,
     chat_title: adw::WindowTitle,
     messages: gtk::ListBox,
     scroller: gtk::ScrolledWindow,
@@ -87,33 +93,31 @@ impl App {
             .unwrap_or_else(|| jid.to_owned())
     }
 
-    /// Adds or refreshes one contact row; rows are never rebuilt wholesale on an event.
+    /// Adds or refreshes one contact: the list is virtualised (only visible rows exist),
+    /// and an update rebinds just that row.
     fn show_contact(&self, w: &mut Widgets, jid: &str) {
         let online = self.online.get(jid).copied().unwrap_or(0) > 0;
-        let subtitle = if online {
-            tr("Available")
-        } else {
-            tr("Offline")
-        };
-        let title = self.contact_title(jid);
-        if let Some(row) = w.rows.get(jid) {
-            row.set_title(&title);
-            row.set_subtitle(&subtitle);
-            return;
+        w.contact_info
+            .borrow_mut()
+            .insert(jid.to_owned(), (self.contact_title(jid), online));
+        match w.positions.get(jid) {
+            Some(&pos) => w.contacts.splice(pos, 1, &[jid]),
+            None => {
+                w.positions.insert(jid.to_owned(), w.contacts.n_items());
+                w.contacts.append(jid);
+            }
         }
-        let row = adw::ActionRow::builder()
-            .title(title)
-            .subtitle(subtitle)
-            .activatable(true)
-            .build();
-        row.set_widget_name(jid);
-        w.contacts.append(&row);
-        w.rows.insert(jid.to_owned(), row);
     }
 
     fn remove_contact_row(w: &mut Widgets, jid: &str) {
-        if let Some(row) = w.rows.remove(jid) {
-            w.contacts.remove(&row);
+        if let Some(pos) = w.positions.remove(jid) {
+            w.contacts.remove(pos);
+            w.contact_info.borrow_mut().remove(jid);
+            for p in w.positions.values_mut() {
+                if *p > pos {
+                    *p -= 1;
+                }
+            }
         }
     }
 
@@ -199,13 +203,13 @@ impl App {
                 } else {
                     *n = n.saturating_sub(1);
                 }
-                if w.rows.contains_key(&jid) {
+                if w.positions.contains_key(&jid) {
                     self.show_contact(w, &jid);
                 }
             }
             Event::SubscriptionRequest { .. } => {}
             Event::Message(m) => {
-                if !w.rows.contains_key(&m.peer) {
+                if !w.positions.contains_key(&m.peer) {
                     self.show_contact(w, &m.peer);
                 }
                 if self.selected.as_deref() == Some(m.peer.as_str())
@@ -259,16 +263,86 @@ impl Component for App {
             .vexpand(true)
             .build();
 
-        let contacts = gtk::ListBox::builder()
-            .selection_mode(gtk::SelectionMode::Single)
+        let contacts = gtk::StringList::new(&[]);
+        let contact_info: ContactInfo = Rc::default();
+        let factory = gtk::SignalListItemFactory::new();
+        factory.connect_setup(|_, item| {
+            let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
+                return;
+            };
+            let name = gtk::Label::builder().xalign(0.0).build();
+            let state = gtk::Label::builder()
+                .xalign(0.0)
+                .css_classes(["dim-label", "caption"])
+                .build();
+            let row = gtk::Box::builder()
+                .orientation(gtk::Orientation::Vertical)
+                .spacing(2)
+                .margin_start(12)
+                .margin_end(12)
+                .margin_top(8)
+                .margin_bottom(8)
+                .build();
+            row.append(&name);
+            row.append(&state);
+            item.set_child(Some(&row));
+        });
+        let info = contact_info.clone();
+        factory.connect_bind(move |_, item| {
+            let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
+                return;
+            };
+            let Some(jid) = item
+                .item()
+                .and_then(|o| o.downcast::<gtk::StringObject>().ok())
+                .map(|o| o.string().to_string())
+            else {
+                return;
+            };
+            let Some(row) = item.child().and_then(|c| c.downcast::<gtk::Box>().ok()) else {
+                return;
+            };
+            let (title, online) = info
+                .borrow()
+                .get(&jid)
+                .cloned()
+                .unwrap_or_else(|| (jid.clone(), false));
+            let name = row
+                .first_child()
+                .and_then(|c| c.downcast::<gtk::Label>().ok());
+            let state = row
+                .last_child()
+                .and_then(|c| c.downcast::<gtk::Label>().ok());
+            if let (Some(name), Some(state)) = (name, state) {
+                name.set_label(&title);
+                state.set_label(&if online {
+                    tr("Available")
+                } else {
+                    tr("Offline")
+                });
+            }
+        });
+        let selection = gtk::SingleSelection::new(Some(contacts.clone()));
+        selection.set_autoselect(false);
+        let contact_view = gtk::ListView::builder()
+            .model(&selection)
+            .factory(&factory)
+            .single_click_activate(true)
             .css_classes(["navigation-sidebar"])
             .build();
         let s = sender.clone();
-        contacts.connect_row_activated(move |_, row| {
-            s.input(Input::Select(row.widget_name().to_string()));
+        contact_view.connect_activate(move |view, pos| {
+            let jid = view
+                .model()
+                .and_then(|m| m.item(pos))
+                .and_then(|o| o.downcast::<gtk::StringObject>().ok())
+                .map(|o| o.string().to_string());
+            if let Some(jid) = jid {
+                s.input(Input::Select(jid));
+            }
         });
         let contacts_scroller = gtk::ScrolledWindow::builder()
-            .child(&contacts)
+            .child(&contact_view)
             .width_request(260)
             .hscrollbar_policy(gtk::PolicyType::Never)
             .build();
@@ -371,7 +445,8 @@ impl Component for App {
         };
         let widgets = Widgets {
             title,
-            rows: HashMap::new(),
+            contact_info,
+            positions: HashMap::new(),
             labels: HashMap::new(),
             stack,
             empty,
