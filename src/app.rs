@@ -460,6 +460,18 @@ impl Component for App {
         ComponentParts { model, widgets }
     }
 
+    fn shutdown(&mut self, _widgets: &mut Self::Widgets, _output: relm4::Sender<()>) {
+        // Sign off cleanly (unavailable presence, stream close), but never hang the exit.
+        if let Some(handle) = self.handle.take() {
+            let bye = tokio::time::timeout(std::time::Duration::from_secs(2), async move {
+                handle.disconnect().await
+            });
+            if let Ok(Err(e)) = backend::runtime().block_on(bye) {
+                tracing::warn!(error = %e, "could not sign off cleanly");
+            }
+        }
+    }
+
     fn update_with_view(
         &mut self,
         widgets: &mut Self::Widgets,

@@ -24,6 +24,18 @@ fn main() {
     // Sessions run on our own tokio runtime, never on the GTK main thread. The account
     // starts connecting now, while GTK builds the window.
     let started = backend::runtime().spawn(backend::start_account());
+    // SIGTERM (logout, systemd, the benchmark kit) quits like closing the window does, so
+    // the session signs off instead of leaving the server to time it out.
+    backend::runtime().spawn(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            relm4::gtk::glib::MainContext::default().invoke(|| {
+                use relm4::gtk::prelude::ApplicationExt;
+                relm4::main_application().quit();
+            });
+        }
+    });
     let app = RelmApp::new(APP_ID).with_args(Vec::new());
     app.run::<app::App>(started);
 }

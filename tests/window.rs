@@ -185,5 +185,29 @@ async fn signs_in_shows_contacts_and_chats_in_a_real_window() {
     assert!(std::fs::metadata(&shot)
         .map(|m| m.len() > 10_000)
         .unwrap_or(false));
-    drop(app);
+
+    // SIGTERM signs off cleanly: the friend sees demo go offline at once, and the app
+    // exits normally.
+    let mut app = app;
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    friend
+        .wait_for(Duration::from_secs(5), |e| {
+            matches!(e, Event::Presence { jid, resource, presence: None }
+                if jid == "demo@localhost" && resource == "natter")
+        })
+        .await
+        .expect("demo signed off");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Ok(Some(status)) = app.0.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the app did not exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(exit.success(), "exit status {exit}");
 }
