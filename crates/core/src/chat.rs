@@ -77,6 +77,16 @@ fn timestamp(msg: &Message, now_ms: i64) -> i64 {
         .unwrap_or(now_ms)
 }
 
+/// The first check of every path: a chat (or normal) message, with a sender.
+fn chat_sender(msg: &Message) -> Result<&Jid, Rejected> {
+    if !matches!(msg.type_, MessageType::Chat | MessageType::Normal) {
+        return Err(Rejected::NotChat);
+    }
+    msg.from
+        .as_ref()
+        .ok_or_else(|| Rejected::BadSender("no sender".into()))
+}
+
 /// The validate and read stages for a live message addressed to us.
 pub fn inbound(
     msg: &Message,
@@ -84,13 +94,7 @@ pub fn inbound(
     own: &BareJid,
     now_ms: i64,
 ) -> Result<NewMessage, Rejected> {
-    if !matches!(msg.type_, MessageType::Chat | MessageType::Normal) {
-        return Err(Rejected::NotChat);
-    }
-    let from = msg
-        .from
-        .as_ref()
-        .ok_or_else(|| Rejected::BadSender("no sender".into()))?;
+    let from = chat_sender(msg)?;
     let peer = from.to_bare();
     if &peer == own {
         // Our own other devices speak to us through carbons (XEP-0280), handled there.
@@ -125,13 +129,7 @@ pub fn archived(
     own: &BareJid,
     placement: Placement,
 ) -> Result<NewMessage, Rejected> {
-    if !matches!(msg.type_, MessageType::Chat | MessageType::Normal) {
-        return Err(Rejected::NotChat);
-    }
-    let from = msg
-        .from
-        .as_ref()
-        .ok_or_else(|| Rejected::BadSender("no sender".into()))?;
+    let from = chat_sender(msg)?;
     let (direction, peer) = if &from.to_bare() == own {
         let to = msg
             .to

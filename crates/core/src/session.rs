@@ -475,25 +475,11 @@ impl Session {
                     return;
                 }
                 self.on_roster_push(payload).await;
-                self.send(Stanza::Iq(Iq::Result {
-                    from: None,
-                    to: from,
-                    id,
-                    payload: None,
-                }))
-                .await;
+                self.reply_empty(from, id).await;
             }
             Iq::Get {
                 from, id, payload, ..
-            } if payload.is("ping", ns::PING) => {
-                self.send(Stanza::Iq(Iq::Result {
-                    from: None,
-                    to: from,
-                    id,
-                    payload: None,
-                }))
-                .await;
-            }
+            } if payload.is("ping", ns::PING) => self.reply_empty(from, id).await,
             Iq::Get {
                 from, id, payload, ..
             } if payload.is("query", ns::DISCO_INFO) => {
@@ -532,6 +518,17 @@ impl Session {
                 .await;
             }
         }
+    }
+
+    /// An empty IQ result (RFC 6120 §8.2.3).
+    async fn reply_empty(&mut self, to: Option<Jid>, id: String) {
+        self.send(Stanza::Iq(Iq::Result {
+            from: None,
+            to,
+            id,
+            payload: None,
+        }))
+        .await;
     }
 
     fn answer(&mut self, id: String, from: Option<Jid>, result: IqResult) {
