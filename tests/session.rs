@@ -564,3 +564,51 @@ async fn stream_management_resumes_after_a_cut_connection() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_message_typed_offline_survives_closing_the_app() {
+    let mut p = server(&["demo", "friend"]);
+    let mut demo = peer(&p, "demo").await;
+    p.kill();
+    demo.wait_for(T, |e| {
+        matches!(e, Event::Connection(ConnectionState::Reconnecting { .. }))
+    })
+    .await
+    .expect("demo notices the server is gone");
+    let typed = demo
+        .handle
+        .send_message("friend@localhost", "typed while offline")
+        .await
+        .unwrap();
+    assert_eq!(typed.state, MessageState::Pending);
+
+    // The app is closed and opened again before the server comes back.
+    let mut demo = demo.restart().await.unwrap();
+    let outbox = demo.store.outbox(demo.handle.account_id()).await.unwrap();
+    assert_eq!(outbox.len(), 1, "the message waits in the outbox on disk");
+    p.restart().expect("prosody restarts");
+
+    let id = typed.id;
+    demo.wait_for(
+        Duration::from_secs(30),
+        |e| matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id),
+    )
+    .await
+    .expect("sent after the restart");
+    let mut friend = peer(&p, "friend").await;
+    friend
+        .wait_for(
+            T,
+            |e| matches!(e, Event::Message(m) if m.body == "typed while offline"),
+        )
+        .await
+        .expect("the friend gets it from the archive");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let page = friend
+        .handle
+        .history("demo@localhost", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1, "exactly once");
+    assert_eq!(page[0].origin_id, typed.origin_id);
+}

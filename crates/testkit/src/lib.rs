@@ -304,13 +304,35 @@ pub struct Peer {
     pub store: natter_core::store::Store,
     pub events: tokio::sync::mpsc::UnboundedReceiver<natter_core::AccountEvent>,
     pub seen: Vec<natter_core::Event>,
-    _dir: tempfile::TempDir,
+    account: Account,
+    password: String,
+    dir: tempfile::TempDir,
 }
 
 impl Peer {
     /// Starts a session for `account` with `password` (not waiting for sign-in).
     pub async fn start(account: Account, password: &str) -> io::Result<Peer> {
-        let dir = tempfile::tempdir()?;
+        Self::start_in(tempfile::tempdir()?, account, password).await
+    }
+
+    /// Quits (signing off if it can) and starts again on the same store file, as when
+    /// the app is closed and opened again.
+    pub async fn restart(self) -> io::Result<Peer> {
+        let _ = self.handle.disconnect().await;
+        let Peer {
+            dir,
+            account,
+            password,
+            ..
+        } = self;
+        Self::start_in(dir, account, &password).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        account: Account,
+        password: &str,
+    ) -> io::Result<Peer> {
         let store = natter_core::store::Store::open(dir.path().join("natter.db"))
             .await
             .map_err(io::Error::other)?;
@@ -321,7 +343,7 @@ impl Peer {
             .map_err(io::Error::other)?;
         let (tx, events) = tokio::sync::mpsc::unbounded_channel();
         let config = natter_core::SessionConfig {
-            account,
+            account: account.clone(),
             password: password.to_owned(),
             backoff: natter_core::Backoff {
                 initial: Duration::from_millis(200),
@@ -334,7 +356,9 @@ impl Peer {
             store,
             events,
             seen: Vec::new(),
-            _dir: dir,
+            account,
+            password: password.to_owned(),
+            dir,
         })
     }
 
