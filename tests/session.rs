@@ -371,6 +371,17 @@ async fn roster_push_from_another_account_is_ignored() {
         .wait_for(tokio_xmpp::stanzastream::StanzaStage::Acked)
         .await;
 
+    // A 200 KB body (under Prosody's stanza limit) is stored cut, not refused or crashed on.
+    let huge: tokio_xmpp::minidom::Element = format!(
+        "<message xmlns='jabber:client' type='chat' to='{demo_full}'><body>{}</body></message>",
+        "é".repeat(100_000)
+    )
+    .parse()
+    .unwrap();
+    mallory
+        .send(Box::new(tokio_xmpp::Stanza::try_from(huge).unwrap()))
+        .await;
+
     // A real message after them proves demo processed the stream past the spoofed ones.
     let real: tokio_xmpp::minidom::Element = format!(
         "<message xmlns='jabber:client' type='chat' to='{demo_full}'><body>marker</body></message>"
@@ -383,6 +394,13 @@ async fn roster_push_from_another_account_is_ignored() {
     demo.wait_for(T, |e| matches!(e, Event::Message(m) if m.body == "marker"))
         .await
         .expect("marker arrives");
+    let from_mallory = demo
+        .handle
+        .history("mallory@localhost", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(from_mallory.len(), 2, "the huge message and the marker");
+    assert_eq!(from_mallory[1].body.chars().count(), 64 * 1024);
 
     assert!(
         !demo.seen.iter().any(|e| matches!(e, Event::RosterItem(_))),
