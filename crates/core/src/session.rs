@@ -644,10 +644,49 @@ impl Session {
             return;
         }
         match chat::inbound(&msg, self.account_id, &self.jid, now_ms()) {
-            Ok(new) => self.store_and_emit(new).await,
+            Ok(new) => {
+                let mut batch = vec![new];
+                self.gather_ready_messages(&mut batch);
+                self.store_and_emit(batch).await
+            }
             Err(chat::Rejected::NotChat) => {}
             Err(chat::Rejected::BadSender(why)) => {
                 tracing::debug!(%why, "message not taken")
+            }
+        }
+    }
+
+    /// Takes the plain chat messages already waiting behind the one in `batch`, so that a
+    /// burst is stored in one transaction. Stops at anything else (kept, in order, in the
+    /// backlog), so no stanza overtakes another.
+    fn gather_ready_messages(&mut self, batch: &mut Vec<NewMessage>) {
+        const MAX_BATCH: usize = 500;
+        while batch.len() < MAX_BATCH && self.backlog.is_empty() {
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let Some(item) = stream.next().now_or_never() else {
+                return; // nothing more is ready
+            };
+            let plain = match &item {
+                Some(StreamEventOuter::Stanza(Stanza::Message(m))) => {
+                    m.type_ != tokio_xmpp::parsers::message::MessageType::Error
+                        && !m.payloads.iter().any(|p| p.is("result", ns::MAM))
+                }
+                _ => false,
+            };
+            if !plain {
+                self.backlog.push_back(item);
+                return;
+            }
+            if let Some(StreamEventOuter::Stanza(Stanza::Message(m))) = item {
+                match chat::inbound(&m, self.account_id, &self.jid, now_ms()) {
+                    Ok(new) => batch.push(new),
+                    Err(chat::Rejected::NotChat) => {}
+                    Err(chat::Rejected::BadSender(why)) => {
+                        tracing::debug!(%why, "message not taken")
+                    }
+                }
             }
         }
     }
@@ -671,22 +710,17 @@ impl Session {
         }
     }
 
-    async fn store_and_emit(&mut self, new: NewMessage) {
-        tracing::debug!(origin_id = ?new.origin_id, stanza_id = ?new.stanza_id, "live message");
-        let archive_id = new.stanza_id.clone();
-        match self.store.insert_message(new).await {
-            Ok(Some(stored)) => {
-                // Everything archived before a message we received live has reached us
-                // too (one ordered stream), so the next catch-up can start after it.
-                if let Some(id) = archive_id {
-                    if let Err(e) = self.store.set_archive_cursor(self.account_id, id).await {
-                        tracing::error!(error = %e, "cannot record the archive position");
-                    }
+    /// The store and emit stages. Everything archived before a message we received live
+    /// has reached us too (one ordered stream), so the archive cursor moves with them.
+    async fn store_and_emit(&mut self, batch: Vec<NewMessage>) {
+        tracing::debug!(messages = batch.len(), "live messages");
+        match self.store.insert_live(self.account_id, batch).await {
+            Ok(stored) => {
+                for m in stored {
+                    self.emit(Event::Message(m));
                 }
-                self.emit(Event::Message(stored))
             }
-            Ok(None) => tracing::debug!("duplicate message dropped"),
-            Err(e) => tracing::error!(error = %e, "cannot store a message"),
+            Err(e) => tracing::error!(error = %e, "cannot store messages"),
         }
     }
 

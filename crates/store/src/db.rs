@@ -559,6 +559,26 @@ impl Db {
         Ok(out)
     }
 
+    /// Stores messages received live, in one transaction, and moves the account's archive
+    /// cursor to the last stored one that carries our archive's id.
+    pub fn insert_live(&mut self, account_id: i64, msgs: &[NewMessage]) -> Result<Vec<Message>> {
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            if let Some(stored) = Self::insert_one(&tx, m, None)? {
+                out.push(stored);
+            }
+        }
+        if let Some(id) = out.iter().rev().find_map(|m| m.stanza_id.as_deref()) {
+            tx.execute(
+                "UPDATE account SET archive_cursor = ?2 WHERE id = ?1",
+                params![account_id, id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
     pub fn set_message_state(&mut self, id: i64, state: MessageState) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE message SET state = ?2 WHERE id = ?1")?

@@ -194,6 +194,16 @@ impl Store {
             .await
     }
 
+    /// Stores live messages in one transaction and advances the archive cursor to the
+    /// last stored one with an archive id; duplicates skipped.
+    pub async fn insert_live(
+        &self,
+        account_id: i64,
+        msgs: Vec<NewMessage>,
+    ) -> Result<Vec<Message>> {
+        self.call(move |db| db.insert_live(account_id, &msgs)).await
+    }
+
     pub async fn set_message_state(&self, message_id: i64, state: MessageState) -> Result<()> {
         self.call(move |db| db.set_message_state(message_id, state))
             .await

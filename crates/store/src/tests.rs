@@ -315,3 +315,53 @@ async fn archive_pages_keep_archive_order_around_live_messages() {
         .collect();
     assert_eq!(bodies, ["92", "93", "94", "95"]);
 }
+
+#[tokio::test]
+async fn live_batches_move_the_archive_cursor_to_the_last_stored() {
+    let (_dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    let with_sid = |body: &str, sid: Option<&str>| {
+        let mut m = incoming(acc, "f@x", body, 1_000, Some(body));
+        m.stanza_id = sid.map(str::to_owned);
+        m
+    };
+    let stored = store
+        .insert_live(
+            acc,
+            vec![
+                with_sid("a", Some("s1")),
+                with_sid("b", Some("s2")),
+                with_sid("c", None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(
+        store.archive_cursor(acc).await.unwrap().as_deref(),
+        Some("s2")
+    );
+    // A batch of duplicates stores nothing and leaves the cursor alone.
+    let stored = store
+        .insert_live(acc, vec![with_sid("a", Some("s1"))])
+        .await
+        .unwrap();
+    assert!(stored.is_empty());
+    assert_eq!(
+        store.archive_cursor(acc).await.unwrap().as_deref(),
+        Some("s2")
+    );
+    let conv = store.conversation(acc, "f@x".into()).await.unwrap();
+    let bodies: Vec<_> = store
+        .history(conv.id, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, ["a", "b", "c"]);
+}
