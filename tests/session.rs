@@ -167,15 +167,9 @@ async fn two_accounts_chat_both_ways_with_ids_stored() {
     assert_eq!(sent.direction, Direction::Outgoing);
     assert!(sent.origin_id.is_some());
     let got = friend
-        .wait_for(
-            T,
-            |e| matches!(e, Event::Message(m) if m.body == "Hello friend"),
-        )
+        .received("Hello friend", T)
         .await
         .expect("friend receives");
-    let Event::Message(got) = got else {
-        unreachable!()
-    };
     assert_eq!(got.direction, Direction::Incoming);
     assert_eq!(got.peer, "demo@localhost");
     assert!(got.sender.starts_with("demo@localhost/"));
@@ -190,21 +184,14 @@ async fn two_accounts_chat_both_ways_with_ids_stored() {
 
     // demo's copy reaches "acked" (XEP-0198).
     let id = sent.id;
-    demo.wait_for(
-        T,
-        |e| matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id),
-    )
-    .await
-    .expect("acknowledged by the server");
+    demo.acked(id, T).await.expect("acknowledged by the server");
 
     friend
         .handle
         .send_message("demo@localhost", "Hi demo")
         .await
         .unwrap();
-    demo.wait_for(T, |e| matches!(e, Event::Message(m) if m.body == "Hi demo"))
-        .await
-        .expect("demo receives");
+    demo.received("Hi demo", T).await.expect("demo receives");
 
     // Both stores hold both messages in one conversation, newest first.
     let page = demo
@@ -391,9 +378,7 @@ async fn roster_push_from_another_account_is_ignored() {
     mallory
         .send(Box::new(tokio_xmpp::Stanza::try_from(real).unwrap()))
         .await;
-    demo.wait_for(T, |e| matches!(e, Event::Message(m) if m.body == "marker"))
-        .await
-        .expect("marker arrives");
+    demo.received("marker", T).await.expect("marker arrives");
     let from_mallory = demo
         .handle
         .history("mallory@localhost", None, 10)
@@ -459,12 +444,9 @@ async fn server_crash_during_200_messages_loses_and_repeats_nothing() {
     // Every message is acknowledged by the server in the end…
     for id in &ids {
         let id = *id;
-        demo.wait_for(
-            Duration::from_secs(60),
-            |e| matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id),
-        )
-        .await
-        .unwrap_or_else(|| panic!("message {id} acknowledged; log:\n{}", p.log()));
+        demo.acked(id, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("message {id} acknowledged; log:\n{}", p.log()));
     }
     assert!(demo
         .store
@@ -521,12 +503,7 @@ async fn stream_management_resumes_after_a_cut_connection() {
         .await
         .unwrap();
     let id = before.id;
-    demo.wait_for(
-        T,
-        |e| matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id),
-    )
-    .await
-    .unwrap();
+    demo.acked(id, T).await.unwrap();
     relay.cut();
     // Sent while the connection is down, and a message to demo while it is away.
     demo.handle
@@ -549,18 +526,12 @@ async fn stream_management_resumes_after_a_cut_connection() {
     .unwrap_or_else(|| panic!("resumed; events {:?}", demo.seen));
     assert!(relay.accepted() >= 2);
     friend
-        .wait_for(
-            T,
-            |e| matches!(e, Event::Message(m) if m.body == "during the cut"),
-        )
+        .received("during the cut", T)
         .await
         .expect("sent during the cut arrives");
-    demo.wait_for(
-        T,
-        |e| matches!(e, Event::Message(m) if m.body == "while you were away"),
-    )
-    .await
-    .expect("received while away arrives");
+    demo.received("while you were away", T)
+        .await
+        .expect("received while away arrives");
     let page = friend
         .handle
         .history("demo@localhost", None, 10)
@@ -607,18 +578,12 @@ async fn a_message_typed_offline_survives_closing_the_app() {
     p.restart().expect("prosody restarts");
 
     let id = typed.id;
-    demo.wait_for(
-        Duration::from_secs(30),
-        |e| matches!(e, Event::MessageState { id: i, state: MessageState::Acked } if *i == id),
-    )
-    .await
-    .expect("sent after the restart");
+    demo.acked(id, Duration::from_secs(30))
+        .await
+        .expect("sent after the restart");
     let mut friend = peer(&p, "friend").await;
     friend
-        .wait_for(
-            T,
-            |e| matches!(e, Event::Message(m) if m.body == "typed while offline"),
-        )
+        .received("typed while offline", T)
         .await
         .expect("the friend gets it from the archive");
     tokio::time::sleep(Duration::from_millis(500)).await;

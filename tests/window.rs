@@ -164,10 +164,7 @@ async fn signs_in_shows_contacts_and_chats_in_a_real_window() {
     x.xdotool(&["type", "--delay", "15", "Typed in the window"]);
     x.xdotool(&["key", "Return"]);
     friend
-        .wait_for(
-            Duration::from_secs(20),
-            |e| matches!(e, Event::Message(m) if m.body == "Typed in the window"),
-        )
+        .received("Typed in the window", Duration::from_secs(20))
         .await
         .expect("the friend receives what was typed");
     friend

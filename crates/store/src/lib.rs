@@ -177,7 +177,8 @@ impl Store {
         self.call(move |db| db.insert_message(&msg)).await
     }
 
-    /// Stores many messages in one transaction (archive pages, bursts); duplicates skipped.
+    /// Stores many messages in one transaction (a fresh account's newest archive page);
+    /// duplicates skipped.
     pub async fn insert_messages(&self, msgs: Vec<NewMessage>) -> Result<Vec<Message>> {
         self.call(move |db| db.insert_messages(&msgs)).await
     }

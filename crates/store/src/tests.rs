@@ -24,6 +24,14 @@ fn incoming(account_id: i64, peer: &str, body: &str, ts: i64, origin: Option<&st
     }
 }
 
+/// The bodies of the conversation with `peer`, oldest first (as the chat shows them).
+async fn oldest_first(store: &Store, acc: i64, peer: &str) -> Vec<String> {
+    let conv = store.conversation(acc, peer.into()).await.unwrap();
+    let mut page = store.history(conv.id, None, 100).await.unwrap();
+    page.reverse();
+    page.into_iter().map(|m| m.body).collect()
+}
+
 async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path().join("natter.db"))
@@ -304,15 +312,7 @@ async fn archive_pages_keep_archive_order_around_live_messages() {
         .await
         .unwrap();
     assert_eq!(stored.len(), 2, "94 was a duplicate");
-    let conv = store.conversation(acc, "f@x".into()).await.unwrap();
-    let bodies: Vec<_> = store
-        .history(conv.id, None, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .rev()
-        .map(|m| m.body)
-        .collect();
+    let bodies = oldest_first(&store, acc, "f@x").await;
     assert_eq!(bodies, ["92", "93", "94", "95"]);
 }
 
@@ -354,14 +354,6 @@ async fn live_batches_move_the_archive_cursor_to_the_last_stored() {
         store.archive_cursor(acc).await.unwrap().as_deref(),
         Some("s2")
     );
-    let conv = store.conversation(acc, "f@x".into()).await.unwrap();
-    let bodies: Vec<_> = store
-        .history(conv.id, None, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .rev()
-        .map(|m| m.body)
-        .collect();
+    let bodies = oldest_first(&store, acc, "f@x").await;
     assert_eq!(bodies, ["a", "b", "c"]);
 }

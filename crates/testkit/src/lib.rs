@@ -386,6 +386,34 @@ impl Peer {
         }
     }
 
+    /// Waits until a message with exactly this body has been stored and announced.
+    pub async fn received(
+        &mut self,
+        body: &str,
+        timeout: Duration,
+    ) -> Option<natter_core::store::Message> {
+        match self
+            .wait_for(
+                timeout,
+                |e| matches!(e, natter_core::Event::Message(m) if m.body == body),
+            )
+            .await?
+        {
+            natter_core::Event::Message(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Waits until the server has acknowledged our message `id` (XEP-0198).
+    pub async fn acked(&mut self, id: i64, timeout: Duration) -> Option<()> {
+        use natter_core::store::MessageState;
+        self.wait_for(timeout, |e| {
+            matches!(e, natter_core::Event::MessageState { id: i, state: MessageState::Acked } if *i == id)
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Waits for the session to be online; returns the bound full JID.
     pub async fn online(&mut self) -> Option<String> {
         let ev = self
