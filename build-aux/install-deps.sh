@@ -7,12 +7,15 @@ PACKAGES="
   build-essential pkg-config cmake gettext
   libgtk-4-dev libadwaita-1-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-pipewire gstreamer1.0-pulseaudio
+  gstreamer1.0-tools
   libssl-dev libsqlite3-dev sqlite3
   prosody lua-unbound lua-sec lua-event lua-zlib openssl
   xvfb xdotool x11-utils imagemagick dbus dbus-x11
   desktop-file-utils appstream libglib2.0-bin
-  python3 python3-slixmpp
+  python3 python3-slixmpp python3-aiortc
+  coturn
 "
 
 missing=""

@@ -2,6 +2,10 @@
 //! a friend that answers, and Natter signed in as `demo`; everything stops when Natter
 //! exits.
 //!
+//! `natter-testkit server --users alice:pw,bob:pw`: a private Prosody with those accounts;
+//! prints one JSON line (`host`, `port`, `ca`, `dir`) and runs until stdin closes or
+//! SIGTERM/SIGINT (for peers written in other languages, e.g. the aiortc call peer).
+//!
 //! `natter-testkit prepare --home DIR --jid JID --password PW [--host H] [--port P]
 //! [--ca FILE]`: writes an account into the Natter data of HOME=DIR (store + file
 //! keyring), so Natter signs in by itself on start (the benchmark driver uses it).
@@ -16,6 +20,7 @@ use natter_testkit::{app_env, befriend, prepare_home, Peer, Prosody};
 fn usage() -> ExitCode {
     eprintln!(
         "usage: natter-testkit demo [--app PATH]\n       \
+         natter-testkit server --users USER:PW[,USER:PW…]\n       \
          natter-testkit prepare --home DIR --jid JID --password PW [--host H] [--port P] [--ca FILE]"
     );
     ExitCode::from(2)
@@ -93,6 +98,35 @@ async fn demo(app: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
+async fn server(users: &str) -> Result<(), String> {
+    let server = Prosody::start().map_err(|e| e.to_string())?;
+    for pair in users.split(',').filter(|p| !p.is_empty()) {
+        let (user, pw) = pair
+            .split_once(':')
+            .ok_or_else(|| format!("expected USER:PW, got {pair}"))?;
+        server.register(user, pw).map_err(|e| e.to_string())?;
+    }
+    println!(
+        "{{\"host\":\"127.0.0.1\",\"port\":{},\"ca\":\"{}\",\"dir\":\"{}\"}}",
+        server.c2s_port,
+        server.ca_path().display(),
+        server.dir().display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    let stdin_closed = async {
+        let mut sink = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = stdin_closed => {}
+    }
+    drop(server);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     natter_testkit::init_tracing();
@@ -107,6 +141,10 @@ async fn main() -> ExitCode {
             });
             demo(app).await
         }
+        Some("server") => match arg(&args, "--users") {
+            Some(users) => server(&users).await,
+            None => return usage(),
+        },
         Some("prepare") => {
             let (Some(home), Some(jid), Some(password)) = (
                 arg(&args, "--home"),

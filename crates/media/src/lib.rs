@@ -1,0 +1,1 @@
+//! natter-media: the GStreamer side of a call.
