@@ -1,0 +1,32 @@
+//! XML namespace constants used by the call-related element types.
+
+/// XEP-0166: Jingle.
+pub const JINGLE: &str = "urn:xmpp:jingle:1";
+/// XEP-0166: Jingle error conditions.
+pub const JINGLE_ERRORS: &str = "urn:xmpp:jingle:errors:1";
+/// XEP-0167: Jingle RTP Sessions.
+pub const JINGLE_RTP: &str = "urn:xmpp:jingle:apps:rtp:1";
+/// XEP-0167: disco feature for RTP audio.
+pub const JINGLE_RTP_AUDIO: &str = "urn:xmpp:jingle:apps:rtp:audio";
+/// XEP-0167: disco feature for RTP video.
+pub const JINGLE_RTP_VIDEO: &str = "urn:xmpp:jingle:apps:rtp:video";
+/// XEP-0167: RTP informational messages (session-info payloads).
+pub const JINGLE_RTP_INFO: &str = "urn:xmpp:jingle:apps:rtp:info:1";
+/// XEP-0176: Jingle ICE-UDP Transport Method.
+pub const JINGLE_ICE_UDP: &str = "urn:xmpp:jingle:transports:ice-udp:1";
+/// XEP-0320: Use of DTLS-SRTP in Jingle Sessions.
+pub const JINGLE_DTLS: &str = "urn:xmpp:jingle:apps:dtls:0";
+/// XEP-0293: Jingle RTP Feedback Negotiation.
+pub const JINGLE_RTCP_FB: &str = "urn:xmpp:jingle:apps:rtp:rtcp-fb:0";
+/// XEP-0294: Jingle RTP Header Extensions Negotiation.
+pub const JINGLE_RTP_HDREXT: &str = "urn:xmpp:jingle:apps:rtp:rtp-hdrext:0";
+/// XEP-0339: Source-Specific Media Attributes in Jingle.
+pub const JINGLE_SSMA: &str = "urn:xmpp:jingle:apps:rtp:ssma:0";
+/// XEP-0338: Jingle Grouping Framework.
+pub const JINGLE_GROUPING: &str = "urn:xmpp:jingle:apps:grouping:0";
+/// XEP-0353: Jingle Message Initiation.
+pub const JMI: &str = "urn:xmpp:jingle-message:0";
+/// XEP-0215: External Service Discovery (version 2 namespace).
+pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
+/// XEP-0334: Message Processing Hints.
+pub const HINTS: &str = "urn:xmpp:hints";
