@@ -75,6 +75,7 @@ pub async fn start_account() -> Result<Option<Started>, String> {
         account,
         password,
         backoff: Default::default(),
+        calls: Default::default(),
     };
     let handle = natter_core::start(config, store, tx).map_err(|e| e.to_string())?;
     Ok(Some(Started { handle, events }))

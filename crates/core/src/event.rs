@@ -42,6 +42,25 @@ pub enum Event {
         id: i64,
         state: MessageState,
     },
+    /// A call rang, changed state or ended.
+    Call(CallUpdate),
+}
+
+/// What happened to a call (`sid` is its XEP-0353/Jingle session id).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallUpdate {
+    /// `from` (a bare JID) calls us; `video` when the proposal includes video.
+    Incoming {
+        sid: String,
+        from: String,
+        video: bool,
+    },
+    State {
+        sid: String,
+        state: natter_jingle::CallState,
+    },
+    /// The peer muted or unmuted its microphone.
+    RemoteMuted { sid: String, muted: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -56,6 +56,34 @@ pub(crate) enum Command {
     Disconnect {
         reply: Reply<()>,
     },
+    PlaceCall {
+        to: String,
+        video: bool,
+        reply: Reply<String>,
+    },
+    CallAction {
+        sid: String,
+        action: CallAction,
+        reply: Reply<()>,
+    },
+    CallStats {
+        sid: String,
+        reply: Reply<Vec<crate::calls::ContentStats>>,
+    },
+}
+
+/// What the user does with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallAction {
+    Accept,
+    /// Decline a ringing call.
+    Reject,
+    /// Cancel a call that has not been answered yet, or end a call.
+    HangUp,
+    /// Mute or unmute the microphone (the peer is told, XEP-0167 §7).
+    Mute(bool),
+    /// Turn the camera on or off (without renegotiation).
+    Camera(bool),
 }
 
 /// RFC 6121 subscription actions, in the words the UI shows.
@@ -201,6 +229,30 @@ impl SessionHandle {
     pub async fn mark_read(&self, peer: &str) -> Result<(), SessionError> {
         let peer = peer.to_owned();
         self.ask(|reply| Command::MarkRead { peer, reply }).await
+    }
+
+    /// Calls `to` (a bare JID) with audio, and video when `video`; returns the call's id.
+    /// Progress arrives as [`Event::Call`](crate::Event::Call).
+    pub async fn place_call(&self, to: &str, video: bool) -> Result<String, SessionError> {
+        let to = to.to_owned();
+        self.ask(|reply| Command::PlaceCall { to, video, reply })
+            .await
+    }
+
+    /// Accept, reject, hang up, mute or turn the camera on/off in call `sid`.
+    pub async fn call_action(&self, sid: &str, action: CallAction) -> Result<(), SessionError> {
+        let sid = sid.to_owned();
+        self.ask(|reply| Command::CallAction { sid, action, reply })
+            .await
+    }
+
+    /// Media statistics of each content of an active call.
+    pub async fn call_stats(
+        &self,
+        sid: &str,
+    ) -> Result<Vec<crate::calls::ContentStats>, SessionError> {
+        let sid = sid.to_owned();
+        self.ask(|reply| Command::CallStats { sid, reply }).await
     }
 
     /// Closes the stream cleanly and ends the session.

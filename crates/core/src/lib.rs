@@ -2,6 +2,7 @@
 //! and handles roster, presence, 1:1 chat and history; the UI talks to it through a
 //! [`SessionHandle`] and listens to [`AccountEvent`]s.
 
+pub mod calls;
 pub mod chat;
 pub mod connection;
 mod event;
@@ -13,8 +14,8 @@ pub mod secrets;
 mod session;
 
 pub use connection::{Backoff, ConnectError, ServerAddress};
-pub use event::{AccountEvent, Availability, ConnectionState, Event, ResourcePresence};
-pub use handle::{SessionHandle, SubscriptionAction};
+pub use event::{AccountEvent, Availability, CallUpdate, ConnectionState, Event, ResourcePresence};
+pub use handle::{CallAction, SessionHandle, SubscriptionAction};
 pub use natter_store as store;
 pub use secrets::PasswordStore;
 pub use session::{start, SessionConfig};
@@ -34,6 +35,8 @@ pub enum SessionError {
     Timeout,
     #[error("the server refused: {0}")]
     Refused(String),
+    #[error("there is no such call")]
+    NoSuchCall,
     #[error("storage failed: {0}")]
     Store(String),
 }

@@ -22,9 +22,10 @@ use tokio_xmpp::stanzastream::{
 use tokio_xmpp::xmlstream::Timeouts;
 use tokio_xmpp::Stanza;
 
+use crate::calls::{self, CallSettings, Calls};
 use crate::connection::{self, Backoff, ConnectConfig, ConnectorStatus, ServerAddress};
-use crate::event::{AccountEvent, Availability, ConnectionState, Event};
-use crate::handle::{Command, SessionHandle, SubscriptionAction};
+use crate::event::{AccountEvent, Availability, CallUpdate, ConnectionState, Event};
+use crate::handle::{CallAction, Command, SessionHandle, SubscriptionAction};
 use crate::presence::{own_presence, PresenceTable};
 use crate::{chat, mam_sync, roster, SessionError};
 
@@ -37,6 +38,7 @@ pub struct SessionConfig {
     pub account: Account,
     pub password: String,
     pub backoff: Backoff,
+    pub calls: CallSettings,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -70,6 +72,14 @@ pub(crate) enum Internal {
     MamDone {
         query_id: String,
     },
+    /// A Jingle IQ of call `sid` came back with an error (or no answer).
+    CallIqFailed {
+        sid: String,
+        action: natter_protocol::jingle::Action,
+        error: String,
+    },
+    /// The STUN/TURN services the server announced (XEP-0215).
+    IceServers(Vec<natter_jingle::IceServer>),
 }
 
 #[derive(Debug)]
@@ -116,6 +126,12 @@ pub fn start(
     let stream = connection::stanza_stream(connect.clone(), status_tx, 256);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let (manager, call_events) = natter_jingle::CallManager::new(natter_jingle::CallConfig {
+        transport: config.calls.transport.clone(),
+        caps: natter_jingle::Capabilities {
+            h264: natter_media::Codec::H264.is_available(),
+        },
+    });
     let session = Session {
         account_id: account.id,
         jid: jid.clone(),
@@ -140,6 +156,12 @@ pub fn start(
         last_pushed: None,
         backlog: VecDeque::new(),
         roster: HashMap::new(),
+        calls: Calls {
+            manager,
+            settings: config.calls.clone(),
+            media: HashMap::new(),
+        },
+        call_events,
     };
     tokio::spawn(session.run());
     Ok(SessionHandle {
@@ -180,6 +202,8 @@ struct Session {
     backlog: VecDeque<Option<StreamEventOuter>>,
     /// Roster subscriptions by bare JID, to know who is a contact.
     roster: HashMap<String, String>,
+    calls: Calls,
+    call_events: mpsc::UnboundedReceiver<natter_jingle::CallEvent>,
 }
 
 fn now_ms() -> i64 {
@@ -237,6 +261,7 @@ impl Session {
                 },
                 Some(status) = self.status.recv() => self.on_connector_status(status),
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal).await,
+                Some(ev) = self.call_events.recv() => self.on_call_event(ev).await,
             }
         }
         // Keep answering commands from the store after the stream is gone (final error).
@@ -267,6 +292,17 @@ impl Session {
     }
 
     async fn shutdown(&mut self) {
+        if self.calls.manager.active_calls() > 0 && self.online {
+            // Hang up first, and give the calls a moment to say so on the stream.
+            self.calls.manager.hang_up_all();
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+            while let Ok(Some(ev)) =
+                tokio::time::timeout_at(deadline, self.call_events.recv()).await
+            {
+                self.on_call_event(ev).await;
+            }
+        }
+        self.calls.media.clear();
         if let Some(stream) = self.stream.take() {
             if self.online {
                 let bye = Stanza::Presence(Presence::unavailable());
@@ -323,6 +359,7 @@ impl Session {
                 features,
             } => {
                 tracing::info!(jid = %bound_jid, "signed in");
+                self.calls.manager.set_own_jid(bound_jid.to_string());
                 self.negotiating = false;
                 self.online = true;
                 self.sm_enabled = features.stream_management.is_some();
@@ -348,6 +385,9 @@ impl Session {
                 // presence handling does not depend on the roster).
                 let presence = self.own_presence.clone();
                 self.send(Stanza::Presence(presence)).await;
+                if self.calls.settings.external_services {
+                    self.request_external_services().await;
+                }
                 self.request_roster().await;
                 mam_sync::spawn_catch_up(
                     self.store.clone(),
@@ -477,6 +517,11 @@ impl Session {
                 self.on_roster_push(payload).await;
                 self.reply_empty(from, id).await;
             }
+            Iq::Set {
+                from, id, payload, ..
+            } if payload.is("jingle", natter_protocol::ns::JINGLE) => {
+                self.on_jingle_iq(from, id, payload).await
+            }
             Iq::Get {
                 from, id, payload, ..
             } if payload.is("ping", ns::PING) => self.reply_empty(from, id).await,
@@ -487,10 +532,21 @@ impl Session {
                 let info = DiscoInfoResult {
                     node,
                     identities: vec![Identity::new("client", "pc", "en", "Natter")],
-                    features: [ns::DISCO_INFO, ns::PING, ns::SID]
-                        .into_iter()
-                        .map(str::to_owned)
-                        .collect(),
+                    features: [
+                        ns::DISCO_INFO,
+                        ns::PING,
+                        ns::SID,
+                        natter_protocol::ns::JINGLE,
+                        natter_protocol::ns::JINGLE_RTP,
+                        natter_protocol::ns::JINGLE_RTP_AUDIO,
+                        natter_protocol::ns::JINGLE_RTP_VIDEO,
+                        natter_protocol::ns::JINGLE_ICE_UDP,
+                        natter_protocol::ns::JINGLE_DTLS,
+                        natter_protocol::ns::JMI,
+                    ]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
                     extensions: vec![],
                 };
                 self.send(Stanza::Iq(Iq::Result {
@@ -643,6 +699,21 @@ impl Session {
             self.on_message_error(&msg).await;
             return;
         }
+        if let Some(jmi) = msg
+            .payloads
+            .iter()
+            .find(|p| p.ns() == natter_protocol::ns::JMI)
+        {
+            match (
+                natter_protocol::jmi::JingleMessage::try_from(jmi.clone()),
+                &msg.from,
+            ) {
+                (Ok(m), Some(from)) => self.calls.manager.on_message(&from.to_string(), m),
+                (Err(e), _) => tracing::debug!(error = %e, "malformed call message dropped"),
+                (_, None) => tracing::debug!("call message without a sender dropped"),
+            }
+            return;
+        }
         match chat::inbound(&msg, self.account_id, &self.jid, now_ms()) {
             Ok(new) => {
                 let mut batch = vec![new];
@@ -749,6 +820,54 @@ impl Session {
 
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
+            Command::PlaceCall { to, video, reply } => {
+                let result = match BareJid::new(&to) {
+                    Ok(jid) if !self.online => {
+                        let _ = jid;
+                        Err(SessionError::NotConnected)
+                    }
+                    Ok(jid) => {
+                        let mut media = vec![natter_jingle::MediaKind::Audio];
+                        if video {
+                            media.push(natter_jingle::MediaKind::Video);
+                        }
+                        Ok(self.calls.manager.place_call(&jid.to_string(), media))
+                    }
+                    Err(e) => Err(SessionError::InvalidAddress(format!("{to}: {e}"))),
+                };
+                let _ = reply.send(result);
+            }
+            Command::CallAction { sid, action, reply } => {
+                let input = match action {
+                    CallAction::Accept => Some(calls::CallInput::Accept),
+                    CallAction::Reject => Some(calls::CallInput::Reject),
+                    CallAction::HangUp => Some(calls::CallInput::HangUp),
+                    CallAction::Mute(m) => {
+                        if let Some(active) = self.calls.media.get(&sid) {
+                            active.media.set_muted(m);
+                        }
+                        Some(calls::CallInput::SetMuted(m))
+                    }
+                    CallAction::Camera(on) => {
+                        if let Some(active) = self.calls.media.get(&sid) {
+                            active.media.set_camera_enabled(on);
+                        }
+                        None
+                    }
+                };
+                let known = match input {
+                    Some(input) => self.calls.manager.command(&sid, input),
+                    None => self.calls.media.contains_key(&sid),
+                };
+                let _ = reply.send(if known {
+                    Ok(())
+                } else {
+                    Err(SessionError::NoSuchCall)
+                });
+            }
+            Command::CallStats { sid, reply } => {
+                let _ = reply.send(self.calls.stats(&sid).ok_or(SessionError::NoSuchCall));
+            }
             Command::SendMessage { to, body, reply } => {
                 let _ = reply.send(self.queue_message(&to, body).await);
             }
@@ -1025,7 +1144,156 @@ impl Session {
             Internal::MamDone { query_id } => {
                 self.mam_routes.remove(&query_id);
             }
+            Internal::CallIqFailed { sid, action, error } => {
+                self.calls.manager.iq_failed(&sid, action, error);
+            }
+            Internal::IceServers(servers) => {
+                tracing::debug!(count = servers.len(), "STUN/TURN services for calls");
+                self.calls.manager.set_ice_servers(servers);
+            }
         }
+    }
+
+    /// A Jingle IQ: the call manager takes it (result) or it belongs to no session of
+    /// ours with this sender (XEP-0166 §7.2 unknown-session).
+    async fn on_jingle_iq(&mut self, from: Option<Jid>, id: String, payload: Element) {
+        let outcome = match (natter_protocol::jingle::Jingle::try_from(payload), &from) {
+            (Ok(jingle), Some(f)) => self
+                .calls
+                .manager
+                .on_jingle(&f.to_string(), jingle)
+                .map_err(|_| {
+                    (
+                        DefinedCondition::ItemNotFound,
+                        Some(natter_protocol::jingle::JingleError::UnknownSession),
+                    )
+                }),
+            (Err(e), _) => {
+                tracing::debug!(error = %e, "malformed Jingle IQ");
+                Err((DefinedCondition::BadRequest, None))
+            }
+            (_, None) => Err((DefinedCondition::BadRequest, None)),
+        };
+        let stanza = match outcome {
+            Ok(()) => Iq::Result {
+                from: None,
+                to: from,
+                id,
+                payload: None,
+            },
+            Err((condition, jingle_error)) => {
+                let mut error = StanzaError::new(ErrorType::Cancel, condition, "en", "");
+                error.other = jingle_error.map(Element::from);
+                Iq::Error {
+                    from: None,
+                    to: from,
+                    id,
+                    error,
+                    payload: None,
+                }
+            }
+        };
+        self.send(Stanza::Iq(stanza)).await;
+    }
+
+    async fn on_call_event(&mut self, ev: calls::CallEvent) {
+        match ev {
+            calls::CallEvent::Incoming { sid, from, media } => {
+                let from = calls::bare(&from);
+                let video = media.contains(&natter_jingle::MediaKind::Video);
+                self.emit(Event::Call(CallUpdate::Incoming { sid, from, video }));
+            }
+            calls::CallEvent::Call { sid, output } => self.on_call_output(sid, output).await,
+        }
+    }
+
+    async fn on_call_output(&mut self, sid: String, output: calls::CallOutput) {
+        match output {
+            calls::CallOutput::Message { to, payload } => {
+                let Ok(to) = Jid::new(&to) else {
+                    return;
+                };
+                let propose = payload.name() == "propose";
+                let mut m = Message::new(Some(to));
+                m.type_ = tokio_xmpp::parsers::message::MessageType::Chat;
+                m.id = Some(tokio_xmpp::parsers::message::Id(chat::new_origin_id()));
+                m.payloads.push(payload);
+                if propose {
+                    // XEP-0353 §3.1: the proposal is kept in archives for other devices.
+                    m.payloads.push(natter_protocol::hints::store());
+                }
+                self.send(Stanza::Message(m)).await;
+            }
+            calls::CallOutput::Iq {
+                to,
+                action,
+                payload,
+            } => {
+                let Ok(to) = Jid::new(&to) else {
+                    return;
+                };
+                let rx = self.send_iq(Some(to), IqPayloadKind::Set(payload)).await;
+                let internal = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    let error = match tokio::time::timeout(IQ_TIMEOUT, rx).await {
+                        Ok(Ok(Ok(_))) => return,
+                        Ok(Ok(Err(e))) => e.to_string(),
+                        Ok(Err(_)) => SessionError::NotConnected.to_string(),
+                        Err(_) => SessionError::Timeout.to_string(),
+                    };
+                    let _ = internal.send(Internal::CallIqFailed { sid, action, error });
+                });
+            }
+            calls::CallOutput::State(state) => {
+                if matches!(state, calls::CallState::Ended(_)) {
+                    // Dropping the media stops the pipeline and the feeders.
+                    if let Some(media) = self.calls.media.remove(&sid) {
+                        tokio::task::spawn_blocking(move || drop(media));
+                    }
+                }
+                self.emit(Event::Call(CallUpdate::State { sid, state }));
+            }
+            calls::CallOutput::Media(contents) => {
+                let config = self.calls.settings.media.clone();
+                match calls::start_media(config, contents) {
+                    Ok(active) => {
+                        self.calls.media.insert(sid, active);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, %sid, "cannot start the call's media");
+                        self.calls.manager.command(&sid, calls::CallInput::HangUp);
+                    }
+                }
+            }
+            calls::CallOutput::RemoteMuted(muted) => {
+                self.emit(Event::Call(CallUpdate::RemoteMuted { sid, muted }));
+            }
+        }
+    }
+
+    /// XEP-0215: asks our server for STUN/TURN services; the answer reaches the call
+    /// manager through `Internal::IceServers`.
+    async fn request_external_services(&mut self) {
+        let to = Jid::from(BareJid::from_parts(None, &self.jid.domain()));
+        let rx = self
+            .send_iq(
+                Some(to),
+                IqPayloadKind::Get(natter_protocol::extdisco::Services::request()),
+            )
+            .await;
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(Ok(Some(el)))) = tokio::time::timeout(IQ_TIMEOUT, rx).await else {
+                return;
+            };
+            match natter_protocol::extdisco::Services::try_from(el) {
+                Ok(services) => {
+                    let servers = calls::ice_servers(&services);
+                    let _ = internal.send(Internal::IceServers(servers));
+                }
+                Err(e) => tracing::debug!(error = %e, "unreadable external services"),
+            }
+        });
     }
 
     async fn set_state(&mut self, id: i64, state: MessageState) {

@@ -81,6 +81,11 @@ impl CallManager {
         )
     }
 
+    /// STUN/TURN servers for calls placed or answered from now on (XEP-0215).
+    pub fn set_ice_servers(&mut self, servers: Vec<crate::IceServer>) {
+        self.config.transport.servers = servers;
+    }
+
     /// Our full JID on the current stream.
     pub fn set_own_jid(&mut self, jid: String) {
         self.own_jid = jid;

@@ -306,13 +306,46 @@ pub struct Peer {
     pub seen: Vec<natter_core::Event>,
     account: Account,
     password: String,
+    calls: natter_core::calls::CallSettings,
     dir: tempfile::TempDir,
+}
+
+/// Call settings for tests: a live sine tone at `freq` Hz and a moving test picture,
+/// remote audio to a fakesink, loopback candidates, no STUN/TURN discovery.
+pub fn test_call_settings(freq: f64) -> natter_core::calls::CallSettings {
+    natter_core::calls::CallSettings {
+        media: natter_media::MediaConfig {
+            source: natter_media::Source::Test {
+                audio_freq: freq,
+                video_pattern: "ball".into(),
+            },
+            play_audio: false,
+            echo_cancellation: false,
+            video_size: (640, 480),
+            framerate: 30,
+        },
+        transport: natter_jingle::TransportConfig {
+            include_loopback: true,
+            connect_timeout: Duration::from_secs(15),
+            ..Default::default()
+        },
+        external_services: false,
+    }
 }
 
 impl Peer {
     /// Starts a session for `account` with `password` (not waiting for sign-in).
     pub async fn start(account: Account, password: &str) -> io::Result<Peer> {
-        Self::start_in(tempfile::tempdir()?, account, password).await
+        Self::start_with_calls(account, password, test_call_settings(440.0)).await
+    }
+
+    /// Starts a session whose calls use `calls`.
+    pub async fn start_with_calls(
+        account: Account,
+        password: &str,
+        calls: natter_core::calls::CallSettings,
+    ) -> io::Result<Peer> {
+        Self::start_in(tempfile::tempdir()?, account, password, calls).await
     }
 
     /// Quits (signing off if it can) and starts again on the same store file, as when
@@ -323,15 +356,17 @@ impl Peer {
             dir,
             account,
             password,
+            calls,
             ..
         } = self;
-        Self::start_in(dir, account, &password).await
+        Self::start_in(dir, account, &password, calls).await
     }
 
     async fn start_in(
         dir: tempfile::TempDir,
         account: Account,
         password: &str,
+        calls: natter_core::calls::CallSettings,
     ) -> io::Result<Peer> {
         let store = natter_core::store::Store::open(dir.path().join("natter.db"))
             .await
@@ -349,6 +384,7 @@ impl Peer {
                 initial: Duration::from_millis(200),
                 max: Duration::from_secs(2),
             },
+            calls: calls.clone(),
         };
         let handle = natter_core::start(config, store.clone(), tx).map_err(io::Error::other)?;
         Ok(Peer {
@@ -358,6 +394,7 @@ impl Peer {
             seen: Vec::new(),
             account,
             password: password.to_owned(),
+            calls,
             dir,
         })
     }

@@ -1,0 +1,145 @@
+//! Calls: the glue between the session (it sends and receives the stanzas), natter-jingle
+//! (XEP-0353/0166 signalling, ICE, DTLS-SRTP) and natter-media (GStreamer).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use natter_jingle::{CallManager, CodecName, ContentMedia, MediaKind, TransportConfig};
+use natter_media::{CallMedia, Codec, MediaConfig, StreamId, StreamSpec};
+use tokio::task::JoinHandle;
+
+pub use natter_jingle::{CallEvent, CallInput, CallOutput, CallState, EndReason};
+pub use natter_media::StreamStats;
+
+/// How this account places and answers calls.
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    /// Capture and playback (devices, or test sources for tests and `natter-call`).
+    pub media: MediaConfig,
+    /// ICE: STUN/TURN servers, which candidates to offer, timeouts.
+    pub transport: TransportConfig,
+    /// Ask the server for STUN/TURN services (XEP-0215) before each call.
+    pub external_services: bool,
+}
+
+impl Default for CallSettings {
+    fn default() -> Self {
+        CallSettings {
+            media: MediaConfig::default(),
+            transport: TransportConfig::default(),
+            external_services: true,
+        }
+    }
+}
+
+/// A call's running media: the pipeline and the tasks feeding it from the network.
+pub(crate) struct ActiveMedia {
+    pub(crate) media: Arc<CallMedia>,
+    pub(crate) streams: Vec<(String, StreamId, MediaKind)>,
+    feeders: Vec<JoinHandle<()>>,
+}
+
+impl Drop for ActiveMedia {
+    fn drop(&mut self) {
+        for f in &self.feeders {
+            f.abort();
+        }
+        self.media.stop();
+    }
+}
+
+/// Statistics of one content of a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentStats {
+    pub content: String,
+    pub kind: MediaKind,
+    pub stats: StreamStats,
+}
+
+fn codec(c: CodecName) -> Codec {
+    match c {
+        CodecName::Opus => Codec::Opus,
+        CodecName::Vp8 => Codec::Vp8,
+        CodecName::H264 => Codec::H264,
+    }
+}
+
+/// Builds the pipeline for the connected contents and wires RTP both ways.
+pub(crate) fn start_media(
+    config: MediaConfig,
+    contents: Vec<ContentMedia>,
+) -> Result<ActiveMedia, natter_media::MediaError> {
+    let media = Arc::new(CallMedia::new(config)?);
+    let mut streams = Vec::new();
+    let mut feeders = Vec::new();
+    for content in contents {
+        let n = &content.negotiated;
+        let mut spec = StreamSpec::new(codec(n.codec), n.payload_type, content.local_ssrc);
+        spec.fmtp = n.parameters.clone();
+        let sender = content.sender.clone();
+        let id = media.add_stream(spec, Box::new(move |packet| sender.send(packet)))?;
+        let mut incoming = content.incoming;
+        let m = media.clone();
+        feeders.push(tokio::spawn(async move {
+            while let Some(packet) = incoming.recv().await {
+                m.push_incoming(id, &packet);
+            }
+        }));
+        streams.push((content.name, id, n.kind));
+    }
+    media.start()?;
+    Ok(ActiveMedia {
+        media,
+        streams,
+        feeders,
+    })
+}
+
+/// The calls of one session.
+pub(crate) struct Calls {
+    pub(crate) manager: CallManager,
+    pub(crate) settings: CallSettings,
+    pub(crate) media: HashMap<String, ActiveMedia>,
+}
+
+impl Calls {
+    pub(crate) fn stats(&self, sid: &str) -> Option<Vec<ContentStats>> {
+        let active = self.media.get(sid)?;
+        Some(
+            active
+                .streams
+                .iter()
+                .map(|(content, id, kind)| ContentStats {
+                    content: content.clone(),
+                    kind: *kind,
+                    stats: active.media.stats(*id),
+                })
+                .collect(),
+        )
+    }
+}
+
+pub(crate) fn bare(jid: &str) -> String {
+    jid.split_once('/').map_or(jid, |(b, _)| b).to_owned()
+}
+
+/// The STUN and TURN services of a XEP-0215 answer that webrtc-ice can use (UDP only).
+pub(crate) fn ice_servers(
+    services: &natter_protocol::extdisco::Services,
+) -> Vec<natter_jingle::IceServer> {
+    services
+        .services
+        .iter()
+        .filter(|s| {
+            matches!(s.kind.as_str(), "stun" | "turn")
+                && s.transport.as_deref().is_none_or(|t| t == "udp")
+        })
+        .map(|s| natter_jingle::IceServer {
+            turn: s.kind == "turn",
+            host: s.host.clone(),
+            port: s.port.unwrap_or(3478),
+            username: s.username.clone(),
+            password: s.password.clone(),
+        })
+        .collect()
+}

@@ -1,0 +1,202 @@
+//! Calls between two Natter sessions through the harness Prosody: XEP-0353 + Jingle
+//! signalling over the real server, ICE over this machine's interfaces, DTLS-SRTP, and
+//! GStreamer media checked by what is heard (the tone's frequency) and seen (frames).
+
+use std::time::Duration;
+
+use natter_core::calls::CallState;
+use natter_core::{CallAction, CallUpdate, Event};
+use natter_testkit::{init_tracing, test_call_settings, Peer, Prosody};
+
+async fn two_peers(server: &Prosody) -> (Peer, Peer) {
+    for (user, pw) in [("alice", "alice"), ("bob", "bob")] {
+        server.register(user, pw).expect("register");
+    }
+    let mut alice =
+        Peer::start_with_calls(server.account("alice"), "alice", test_call_settings(440.0))
+            .await
+            .expect("alice");
+    let mut bob = Peer::start_with_calls(server.account("bob"), "bob", test_call_settings(880.0))
+        .await
+        .expect("bob");
+    alice.online().await.expect("alice online");
+    bob.online().await.expect("bob online");
+    (alice, bob)
+}
+
+async fn incoming(peer: &mut Peer) -> (String, String, bool) {
+    match peer
+        .wait_for(Duration::from_secs(10), |e| {
+            matches!(e, Event::Call(CallUpdate::Incoming { .. }))
+        })
+        .await
+    {
+        Some(Event::Call(CallUpdate::Incoming { sid, from, video })) => (sid, from, video),
+        other => panic!("no incoming call: {other:?}"),
+    }
+}
+
+async fn state(peer: &mut Peer, timeout: Duration, want: impl Fn(&CallState) -> bool) -> CallState {
+    match peer
+        .wait_for(
+            timeout,
+            |e| matches!(e, Event::Call(CallUpdate::State { state, .. }) if want(state)),
+        )
+        .await
+    {
+        Some(Event::Call(CallUpdate::State { state, .. })) => state,
+        other => panic!("call state not reached: {other:?}; seen {:?}", peer.seen),
+    }
+}
+
+fn is_ended(s: &CallState) -> bool {
+    matches!(s, CallState::Ended(_))
+}
+
+/// Polls the call's statistics until `ok` holds for them (or gives up).
+async fn media_until(
+    peer: &Peer,
+    sid: &str,
+    timeout: Duration,
+    ok: impl Fn(&[natter_core::calls::ContentStats]) -> bool,
+) -> Vec<natter_core::calls::ContentStats> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let stats = peer.handle.call_stats(sid).await.unwrap_or_default();
+        if ok(&stats) || tokio::time::Instant::now() > deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn hears(stats: &[natter_core::calls::ContentStats], freq: f64) -> bool {
+    stats.iter().any(|c| {
+        c.stats
+            .peak_frequency_hz
+            .is_some_and(|f| (f - freq).abs() < 25.0)
+            && c.stats.rms_db.is_some_and(|db| db > -40.0)
+    })
+}
+
+fn sees(stats: &[natter_core::calls::ContentStats]) -> bool {
+    stats
+        .iter()
+        .any(|c| c.stats.frames_decoded > 20 && c.stats.width == 640 && c.stats.height == 480)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_call_tone_heard_both_ways_then_caller_hangs_up() {
+    init_tracing();
+    let server = Prosody::start().expect("prosody");
+    let (mut alice, mut bob) = two_peers(&server).await;
+
+    let sid = alice
+        .handle
+        .place_call("bob@localhost", false)
+        .await
+        .expect("call");
+    let (bob_sid, from, video) = incoming(&mut bob).await;
+    assert_eq!(
+        (bob_sid.as_str(), from.as_str(), video),
+        (sid.as_str(), "alice@localhost", false)
+    );
+    state(&mut alice, Duration::from_secs(10), |s| {
+        *s == CallState::Ringing
+    })
+    .await;
+    bob.handle
+        .call_action(&sid, CallAction::Accept)
+        .await
+        .expect("accept");
+    state(&mut alice, Duration::from_secs(20), |s| {
+        *s == CallState::Active
+    })
+    .await;
+    state(&mut bob, Duration::from_secs(20), |s| {
+        *s == CallState::Active
+    })
+    .await;
+
+    let at_bob = media_until(&bob, &sid, Duration::from_secs(10), |s| hears(s, 440.0)).await;
+    assert!(
+        hears(&at_bob, 440.0),
+        "bob hears alice's 440 Hz: {at_bob:?}"
+    );
+    let at_alice = media_until(&alice, &sid, Duration::from_secs(10), |s| hears(s, 880.0)).await;
+    assert!(
+        hears(&at_alice, 880.0),
+        "alice hears bob's 880 Hz: {at_alice:?}"
+    );
+
+    alice
+        .handle
+        .call_action(&sid, CallAction::HangUp)
+        .await
+        .expect("hang up");
+    match state(&mut bob, Duration::from_secs(10), is_ended).await {
+        CallState::Ended(r) => {
+            assert!(r.remote, "bob was hung up on");
+            assert_eq!(r.condition.as_str(), "success");
+        }
+        _ => unreachable!(),
+    }
+    match state(&mut alice, Duration::from_secs(5), is_ended).await {
+        CallState::Ended(r) => assert!(!r.remote),
+        _ => unreachable!(),
+    }
+    assert!(
+        alice.handle.call_stats(&sid).await.is_err(),
+        "media stopped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_call_frames_and_tone_both_ways_then_callee_hangs_up() {
+    init_tracing();
+    let server = Prosody::start().expect("prosody");
+    let (mut alice, mut bob) = two_peers(&server).await;
+
+    let sid = alice
+        .handle
+        .place_call("bob@localhost", true)
+        .await
+        .expect("call");
+    let (_, _, video) = incoming(&mut bob).await;
+    assert!(video);
+    bob.handle
+        .call_action(&sid, CallAction::Accept)
+        .await
+        .expect("accept");
+    state(&mut bob, Duration::from_secs(20), |s| {
+        *s == CallState::Active
+    })
+    .await;
+    state(&mut alice, Duration::from_secs(20), |s| {
+        *s == CallState::Active
+    })
+    .await;
+
+    let at_bob = media_until(&bob, &sid, Duration::from_secs(15), |s| {
+        hears(s, 440.0) && sees(s)
+    })
+    .await;
+    assert!(hears(&at_bob, 440.0) && sees(&at_bob), "bob: {at_bob:?}");
+    let at_alice = media_until(&alice, &sid, Duration::from_secs(15), |s| {
+        hears(s, 880.0) && sees(s)
+    })
+    .await;
+    assert!(
+        hears(&at_alice, 880.0) && sees(&at_alice),
+        "alice: {at_alice:?}"
+    );
+
+    bob.handle
+        .call_action(&sid, CallAction::HangUp)
+        .await
+        .expect("hang up");
+    match state(&mut alice, Duration::from_secs(10), is_ended).await {
+        CallState::Ended(r) => assert!(r.remote),
+        _ => unreachable!(),
+    }
+}
