@@ -568,6 +568,10 @@ class MediaContent:
             fp = ET.SubElement(transport, q(NS_DTLS, "fingerprint"), hash="sha-256",
                                setup=setup)
             fp.text = self.dtls.getLocalParameters().fingerprints[0].value
+            if self.args.bad_fingerprint:
+                # Signal a certificate we do not use: the peer must refuse the handshake.
+                fp.text = ":".join("%02X" % ((int(b, 16) + 1) % 256)
+                                   for b in fp.text.split(":"))
         for el in self.candidates_xml() if candidates is None else candidates:
             transport.append(el)
         return transport
@@ -808,6 +812,12 @@ class Peer(ClientXMPP):
                         NS_JMI, NS_RTCP_FB, NS_SSMA):
             self["xep_0030"].add_feature(feature)
         self.send_presence()
+        # One round trip to the server: once it answers, it has processed our presence,
+        # so a call proposed to our bare JID from now on reaches this resource.
+        try:
+            await self["xep_0030"].get_info(jid=self.boundjid.domain, timeout=10)
+        except Exception as exc:  # noqa: BLE001 - only a readiness barrier
+            log.debug("disco#info barrier failed: %s", exc)
         emit("online", jid=self.boundjid.full)
         self.later(self.args.duration, self.on_duration_elapsed)
         if self.args.mode == "call":
@@ -1424,6 +1434,8 @@ def parse_args(argv):
     parser.add_argument("--relay-only", action="store_true",
                         help="offer and use only relay candidates (needs --turn)")
     parser.add_argument("--no-ipv6", action="store_true", help="gather IPv4 candidates only")
+    parser.add_argument("--bad-fingerprint", action="store_true",
+                        help="signal a DTLS fingerprint that does not match our certificate")
     parser.add_argument("--trickle", type=float, metavar="SECONDS",
                         help="send no candidates in session-initiate/accept but one "
                              "transport-info per candidate, SECONDS apart")

@@ -1274,7 +1274,7 @@ impl Session {
     /// XEP-0215: asks our server for STUN/TURN services; the answer reaches the call
     /// manager through `Internal::IceServers`.
     async fn request_external_services(&mut self) {
-        let to = Jid::from(BareJid::from_parts(None, &self.jid.domain()));
+        let to = Jid::from(BareJid::from_parts(None, self.jid.domain()));
         let rx = self
             .send_iq(
                 Some(to),

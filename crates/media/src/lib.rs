@@ -23,6 +23,12 @@
 //!
 //! Every remote SSRC of a session goes through the session's `funnel`, so a peer that
 //! changes SSRC keeps playing and no rtpbin pad is ever left unlinked.
+//!
+//! GStreamer 1.22 details this relies on:
+//! - rtpsession sends RTCP PLI for a depayloader's key frame request only if the payload
+//!   type's caps (from `request-pt-map`) carry `rtcp-fb-nack-pli`; video caps do.
+//! - opusdec runs without `use-inband-fec`: with it, one undecodable packet makes it
+//!   retry that packet forever (silence). We still send FEC; loss is concealed by PLC.
 
 mod codec;
 mod devices;
@@ -232,6 +238,9 @@ impl Default for MediaConfig {
         }
     }
 }
+
+/// Receives every plain RTP and RTCP packet a stream sends (see [`CallMedia::add_stream`]).
+pub type PacketCallback = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 /// A stream of one [`CallMedia`]; its number is the rtpbin session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

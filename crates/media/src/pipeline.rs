@@ -10,8 +10,8 @@ use gst::prelude::*;
 use crate::props::{make, set, set_str};
 use crate::stream::{self, CallContext, FrameSlot, Stream};
 use crate::{
-    codec, MediaConfig, MediaError, MediaEvent, MediaKind, Source, StreamId, StreamSpec,
-    StreamStats, VideoFrame,
+    codec, MediaConfig, MediaError, MediaEvent, MediaKind, PacketCallback, Source, StreamId,
+    StreamSpec, StreamStats, VideoFrame,
 };
 
 type EventCallback = Arc<dyn Fn(MediaEvent) + Send + Sync>;
@@ -114,7 +114,7 @@ impl CallMedia {
     pub fn add_stream(
         &self,
         spec: StreamSpec,
-        outgoing: Box<dyn Fn(&[u8]) + Send + Sync>,
+        outgoing: PacketCallback,
     ) -> Result<StreamId, MediaError> {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(MediaError::Stopped);
@@ -166,17 +166,10 @@ impl CallMedia {
         }
     }
 
-    /// Video: while off, sends black frames, without renegotiation.
+    /// Video: while off, sends black frames (the capture keeps running), without
+    /// renegotiation; the peer's decoder stays in step, so no key frame is needed after.
     pub fn set_camera_enabled(&self, on: bool) {
-        let was = self.shared.camera_enabled.swap(on, Ordering::SeqCst);
-        if on && !was {
-            // The peer's decoder recovers at once instead of at the next periodic key frame.
-            for stream in self.shared.streams() {
-                if stream.spec.kind == MediaKind::Video {
-                    self.request_keyframe(stream.id);
-                }
-            }
-        }
+        self.shared.camera_enabled.store(on, Ordering::SeqCst);
     }
 
     /// Makes our encoder of a video stream produce a key frame now.

@@ -11,9 +11,11 @@ use crate::devices::capture_element;
 use crate::packet::{self, Packet};
 use crate::props::{make, set, set_str};
 use crate::stats::{add, Counters};
-use crate::{MediaConfig, MediaError, MediaKind, Source, StreamId, StreamSpec, VideoFrame};
+use crate::{
+    MediaConfig, MediaError, MediaKind, PacketCallback, Source, StreamId, StreamSpec, VideoFrame,
+};
 
-pub(crate) type Outgoing = Box<dyn Fn(&[u8]) + Send + Sync>;
+type SharedPacketCallback = Arc<dyn Fn(&[u8]) + Send + Sync>;
 pub(crate) type FrameCallback = Arc<dyn Fn(VideoFrame) + Send + Sync>;
 pub(crate) type FrameSlot = Arc<RwLock<Option<FrameCallback>>>;
 
@@ -158,7 +160,7 @@ pub(crate) fn build(
     ctx: &CallContext<'_>,
     id: StreamId,
     spec: StreamSpec,
-    outgoing: Outgoing,
+    outgoing: PacketCallback,
 ) -> Result<Stream, MediaError> {
     spec.validate()?;
     let elements = CodecElements::find(spec.codec)?;
@@ -189,12 +191,12 @@ fn build_parts(
     id: StreamId,
     spec: StreamSpec,
     elements: &CodecElements,
-    outgoing: Outgoing,
+    outgoing: PacketCallback,
 ) -> Result<Stream, MediaError> {
     let ctx = parts.ctx;
     let n = id.0;
     let counters = Arc::new(Counters::default());
-    let outgoing: Arc<dyn Fn(&[u8]) + Send + Sync> = Arc::from(outgoing);
+    let outgoing: SharedPacketCallback = Arc::from(outgoing);
 
     // Receive side first: with echo cancellation, the send side's webrtcdsp looks up the
     // echo probe of the playback chain by name.
@@ -473,7 +475,7 @@ fn add_keyframe_counter(encoder: &gst::Element, counters: Arc<Counters>) -> Resu
 /// An appsink handing every RTP (or RTCP) packet rtpbin sends to `outgoing`.
 fn packet_appsink(
     counters: Arc<Counters>,
-    outgoing: Arc<dyn Fn(&[u8]) + Send + Sync>,
+    outgoing: SharedPacketCallback,
     rtcp: bool,
 ) -> gst_app::AppSink {
     let sink = gst_app::AppSink::builder()

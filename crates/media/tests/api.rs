@@ -1,8 +1,8 @@
 //! The API refuses bad input with errors, never panics.
 
 use natter_media::{
-    list_devices, CallMedia, Codec, MediaConfig, MediaError, MediaKind, Source, StreamId,
-    StreamSpec,
+    list_devices, CallMedia, Codec, MediaConfig, MediaError, MediaKind, PacketCallback, Source,
+    StreamId, StreamSpec,
 };
 
 fn config() -> MediaConfig {
@@ -17,7 +17,7 @@ fn config() -> MediaConfig {
     }
 }
 
-fn ignore() -> Box<dyn Fn(&[u8]) + Send + Sync> {
+fn ignore() -> PacketCallback {
     Box::new(|_| {})
 }
 

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use natter_media::{CallMedia, MediaConfig, MediaEvent, Source, StreamId, StreamSpec, VideoFrame};
+use natter_media::{
+    CallMedia, MediaConfig, MediaEvent, PacketCallback, Source, StreamId, StreamSpec, VideoFrame,
+};
 
 /// Real pipelines on a 2-core machine: one call pair at a time keeps timing honest.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -47,7 +49,7 @@ pub struct Wire {
 }
 
 impl Wire {
-    fn outgoing(self: &Arc<Self>) -> Box<dyn Fn(&[u8]) + Send + Sync> {
+    fn outgoing(self: &Arc<Self>) -> PacketCallback {
         let wire = self.clone();
         Box::new(move |packet| {
             let mut scrambled = None;
@@ -57,7 +59,7 @@ impl Wire {
                 }
                 let n = wire.rtp_packets.fetch_add(1, Ordering::Relaxed);
                 let every = wire.corrupt_every.load(Ordering::Relaxed);
-                if every > 0 && n % every == 0 && packet.len() > 12 {
+                if every > 0 && n.is_multiple_of(every) && packet.len() > 12 {
                     let mut p = packet.to_vec();
                     let mut noise = Noise::new(n);
                     for b in &mut p[12..] {
