@@ -200,3 +200,102 @@ async fn video_call_frames_and_tone_both_ways_then_callee_hangs_up() {
         _ => unreachable!(),
     }
 }
+
+/// Runs `tests/peers/send_iq.py` as `user` and returns its JSON answer line.
+async fn third_party_iq(server: &Prosody, user: &str, to: &str, payload: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/send_iq.py");
+    let out = tokio::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(["--jid", &format!("{user}@localhost"), "--password", user])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &server.c2s_port.to_string(),
+        ])
+        .arg("--ca")
+        .arg(server.ca_path())
+        .args(["--to", to, "--payload", payload])
+        .output()
+        .await
+        .expect("python3 with slixmpp (make deps)");
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if answer.is_empty() {
+        eprintln!("send_iq.py said: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_cannot_hijack_or_end_a_call() {
+    init_tracing();
+    let server = Prosody::start().expect("prosody");
+    let (mut alice, mut bob) = two_peers(&server).await;
+    server.register("mallory", "mallory").expect("register");
+
+    let sid = alice
+        .handle
+        .place_call("bob@localhost", false)
+        .await
+        .expect("call");
+    incoming(&mut bob).await;
+    bob.handle
+        .call_action(&sid, CallAction::Accept)
+        .await
+        .expect("accept");
+    state(&mut alice, Duration::from_secs(20), |s| {
+        *s == CallState::Active
+    })
+    .await;
+    state(&mut bob, Duration::from_secs(20), |s| {
+        *s == CallState::Active
+    })
+    .await;
+
+    // Mallory knows the session id and both full JIDs: a terminate, and a transport-info
+    // pointing the media at her, must both be refused as unknown sessions.
+    let terminate = format!(
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-terminate' sid='{sid}'>\
+         <reason><success/></reason></jingle>"
+    );
+    let redirect = format!(
+        "<jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='{sid}'>\
+         <content creator='initiator' name='audio'>\
+         <transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='evil' pwd='evilevilevilevilevilevil'>\
+         <candidate component='1' foundation='1' generation='0' id='x' ip='127.0.0.1' port='9' \
+          priority='2130706431' protocol='udp' type='host'/></transport></content></jingle>"
+    );
+    for (to, payload) in [
+        ("bob@localhost/natter-test", &terminate),
+        ("alice@localhost/natter-test", &terminate),
+        ("bob@localhost/natter-test", &redirect),
+    ] {
+        let answer = third_party_iq(&server, "mallory", to, payload).await;
+        assert_eq!(
+            answer,
+            r#"{"type": "error", "condition": "item-not-found", "jingle_error": "unknown-session"}"#,
+            "IQ to {to}"
+        );
+    }
+    // Mallory's JMI retract/finish for the call is ignored too.
+    alice.drain();
+    bob.drain();
+    assert!(
+        !alice.seen.iter().chain(bob.seen.iter()).any(|e| matches!(
+            e,
+            Event::Call(CallUpdate::State {
+                state: CallState::Ended(_),
+                ..
+            })
+        )),
+        "the call is still up"
+    );
+    let at_bob = media_until(&bob, &sid, Duration::from_secs(10), |s| hears(s, 440.0)).await;
+    assert!(hears(&at_bob, 440.0), "media still flows: {at_bob:?}");
+    alice
+        .handle
+        .call_action(&sid, CallAction::HangUp)
+        .await
+        .expect("hang up");
+    state(&mut bob, Duration::from_secs(10), is_ended).await;
+}

@@ -88,7 +88,6 @@ pub struct IceTransport {
     ufrag: String,
     pwd: String,
     cancel: Mutex<Option<mpsc::Sender<()>>>,
-    next_candidate_id: AtomicU64,
     pub stats: Arc<TransportStats>,
 }
 
@@ -145,6 +144,11 @@ impl IceTransport {
             is_controlling: controlling,
             multicast_dns_mode: MulticastDnsMode::Disabled,
             include_loopback: config.include_loopback,
+            // IPv6 link-local addresses need a scope id to bind and are useless off-link.
+            ip_filter: Arc::new(Some(Box::new(|ip: IpAddr| match ip {
+                IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+                IpAddr::V4(_) => true,
+            }))),
             ..Default::default()
         })
         .await
@@ -164,7 +168,6 @@ impl IceTransport {
             ufrag,
             pwd,
             cancel: Mutex::new(None),
-            next_candidate_id: AtomicU64::new(1),
             stats: Arc::default(),
         };
         let id_base: String = (0..6)
@@ -361,10 +364,6 @@ impl IceTransport {
         if let Err(e) = self.agent.close().await {
             debug!("closing the ICE agent: {e}");
         }
-    }
-
-    pub fn next_candidate_id(&self) -> u64 {
-        self.next_candidate_id.fetch_add(1, Ordering::Relaxed)
     }
 }
 
