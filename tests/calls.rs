@@ -299,3 +299,54 @@ async fn a_third_party_cannot_hijack_or_end_a_call() {
         .expect("hang up");
     state(&mut bob, Duration::from_secs(10), is_ended).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_peer_ends_the_call_with_a_connectivity_error() {
+    init_tracing();
+    let server = Prosody::start().expect("prosody");
+    for (user, pw) in [("alice", "alice"), ("bob", "bob")] {
+        server.register(user, pw).expect("register");
+    }
+    let mut quick = test_call_settings(440.0);
+    quick.transport.connect_timeout = Duration::from_secs(4);
+    let mut alice = Peer::start_with_calls(server.account("alice"), "alice", quick.clone())
+        .await
+        .expect("alice");
+    // Bob offers no address at all: no host candidates and a TURN server that is not there.
+    let mut hidden = quick;
+    hidden.transport.host_candidates = false;
+    hidden.transport.servers = vec![natter_jingle::IceServer {
+        turn: true,
+        host: "127.0.0.1".into(),
+        port: 9,
+        username: Some("nobody".into()),
+        password: Some("nothing".into()),
+    }];
+    let mut bob = Peer::start_with_calls(server.account("bob"), "bob", hidden)
+        .await
+        .expect("bob");
+    alice.online().await.expect("alice online");
+    bob.online().await.expect("bob online");
+
+    let sid = alice
+        .handle
+        .place_call("bob@localhost", false)
+        .await
+        .expect("call");
+    incoming(&mut bob).await;
+    bob.handle
+        .call_action(&sid, CallAction::Accept)
+        .await
+        .expect("accept");
+    let a = state(&mut alice, Duration::from_secs(20), is_ended).await;
+    let b = state(&mut bob, Duration::from_secs(20), is_ended).await;
+    for s in [a, b] {
+        match s {
+            CallState::Ended(r) => {
+                assert_eq!(r.condition.as_str(), "connectivity-error", "{r:?}");
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert!(alice.handle.call_stats(&sid).await.is_err(), "no media");
+}
