@@ -350,3 +350,51 @@ async fn an_unreachable_peer_ends_the_call_with_a_connectivity_error() {
     }
     assert!(alice.handle.call_stats(&sid).await.is_err(), "no media");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answering_on_one_device_stops_the_others_ringing() {
+    init_tracing();
+    let server = Prosody::start().expect("prosody");
+    let (mut alice, mut bob) = two_peers(&server).await;
+    let mut phone = server.account("bob");
+    phone.resource = "phone".into();
+    let mut phone = Peer::start_with_calls(phone, "bob", test_call_settings(660.0))
+        .await
+        .expect("bob's second device");
+    phone.online().await.expect("phone online");
+    // The proposal goes to bob's bare JID: only resources whose presence the server has
+    // processed get it. Give the phone's initial presence a moment to land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let sid = alice
+        .handle
+        .place_call("bob@localhost", false)
+        .await
+        .expect("call");
+    incoming(&mut bob).await;
+    incoming(&mut phone).await;
+    phone
+        .handle
+        .call_action(&sid, CallAction::Accept)
+        .await
+        .expect("accept on the phone");
+    match state(&mut bob, Duration::from_secs(10), is_ended).await {
+        CallState::Ended(r) => assert!(r.remote, "stopped by the other device: {r:?}"),
+        _ => unreachable!(),
+    }
+    state(&mut alice, Duration::from_secs(20), |s| {
+        *s == CallState::Active
+    })
+    .await;
+    let at_alice = media_until(&alice, &sid, Duration::from_secs(10), |s| hears(s, 660.0)).await;
+    assert!(
+        hears(&at_alice, 660.0),
+        "alice talks to the phone: {at_alice:?}"
+    );
+    alice
+        .handle
+        .call_action(&sid, CallAction::HangUp)
+        .await
+        .expect("hang up");
+    state(&mut phone, Duration::from_secs(10), is_ended).await;
+}
