@@ -362,9 +362,6 @@ async fn answering_on_one_device_stops_the_others_ringing() {
         .await
         .expect("bob's second device");
     phone.online().await.expect("phone online");
-    // The proposal goes to bob's bare JID: only resources whose presence the server has
-    // processed get it. Give the phone's initial presence a moment to land.
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let sid = alice
         .handle

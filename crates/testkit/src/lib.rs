@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use natter_core::store::Account;
 
 pub mod proxy;
+pub mod turn;
 
 /// The XMPP domain every harness server serves.
 pub const DOMAIN: &str = "localhost";
@@ -21,7 +22,44 @@ pub struct Prosody {
     pub direct_tls_port: u16,
     child: Option<Child>,
     as_prosody_user: bool,
+    /// The TURN server announced through XEP-0215 ([`Prosody::start_with_turn`]).
+    turn: Option<turn::Turn>,
 }
+
+/// A Jingle ICE-UDP candidate as the server saw a client send it (see
+/// [`Prosody::start_with_turn`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalledCandidate {
+    /// The sender's full JID.
+    pub from: String,
+    /// `host`, `srflx`, `prflx` or `relay`.
+    pub kind: String,
+    pub ip: String,
+    pub port: u16,
+    /// `rel-addr`, if given (for relay candidates: the client's address towards TURN).
+    pub rel_addr: Option<String>,
+}
+
+/// A Prosody module for [`Prosody::start_with_turn`]: logs every ICE-UDP candidate a
+/// client sends in a Jingle IQ, so tests can check what was signalled without asking the
+/// client.
+const CANDIDATE_LOGGER: &str = r#"-- written by natter-testkit
+local function log_candidates(event)
+  local origin, stanza = event.origin, event.stanza;
+  local jingle = stanza:get_child("jingle", "urn:xmpp:jingle:1");
+  if not jingle then return; end
+  for content in jingle:childtags("content") do
+    for transport in content:childtags("transport", "urn:xmpp:jingle:transports:ice-udp:1") do
+      for c in transport:childtags("candidate") do
+        module:log("info", "natter-candidate from=%s type=%s ip=%s port=%s rel-addr=%s",
+          origin.full_jid or "?", c.attr.type or "?", c.attr.ip or "?", c.attr.port or "?",
+          c.attr["rel-addr"] or "-");
+      end
+    end
+  end
+end
+module:hook("pre-iq/full", log_candidates, 100);
+"#;
 
 fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -51,6 +89,18 @@ fn is_root() -> bool {
 impl Prosody {
     /// Starts a fresh server and waits until it accepts connections.
     pub fn start() -> io::Result<Prosody> {
+        Self::start_inner(None)
+    }
+
+    /// Like [`Prosody::start`], with a private coturn on 127.0.0.1 that the server
+    /// announces through XEP-0215 (`mod_turn_external`: STUN and TURN over UDP, TURN
+    /// REST API credentials). The server also logs the ICE candidates clients signal
+    /// ([`Prosody::signalled_candidates`]).
+    pub fn start_with_turn() -> io::Result<Prosody> {
+        Self::start_inner(Some(turn::Turn::start()?))
+    }
+
+    fn start_inner(turn: Option<turn::Turn>) -> io::Result<Prosody> {
         let dir = tempfile::Builder::new()
             .prefix("natter-prosody-")
             .tempdir()?;
@@ -62,6 +112,7 @@ impl Prosody {
             direct_tls_port,
             child: None,
             as_prosody_user: is_root(),
+            turn,
         };
         p.make_certificates()?;
         p.write_config()?;
@@ -81,6 +132,34 @@ impl Prosody {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The TURN server, when started with [`Prosody::start_with_turn`].
+    pub fn turn(&self) -> Option<&turn::Turn> {
+        self.turn.as_ref()
+    }
+
+    /// The ICE candidates clients sent in Jingle IQs so far, in order (only with
+    /// [`Prosody::start_with_turn`]; empty otherwise).
+    pub fn signalled_candidates(&self) -> Vec<SignalledCandidate> {
+        let log = std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| {
+                let (_, rest) = l.split_once("natter-candidate ")?;
+                let field = |k: &str| {
+                    rest.split_whitespace()
+                        .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+                        .map(str::to_owned)
+                };
+                Some(SignalledCandidate {
+                    from: field("from")?,
+                    kind: field("type")?,
+                    ip: field("ip")?,
+                    port: field("port")?.parse().ok()?,
+                    rel_addr: field("rel-addr").filter(|a| a != "-"),
+                })
+            })
+            .collect()
     }
 
     /// The CA that signed the server certificate (PEM).
@@ -142,6 +221,28 @@ impl Prosody {
 
     fn write_config(&self) -> io::Result<()> {
         let d = self.dir.path().display();
+        // With TURN: mod_turn_external (on every VirtualHost, answering XEP-0215 IQs to
+        // the bare domain) and the candidate logger.
+        let (turn_modules, turn_options) = match &self.turn {
+            Some(t) => {
+                let plugins = self.dir.path().join("plugins");
+                std::fs::create_dir_all(&plugins)?;
+                std::fs::write(plugins.join("mod_natter_candidates.lua"), CANDIDATE_LOGGER)?;
+                (
+                    "  \"turn_external\", \"natter_candidates\",\n",
+                    format!(
+                        r#"plugin_paths = {{ "{d}/plugins" }}
+turn_external_secret = "{secret}"
+turn_external_host = "127.0.0.1"
+turn_external_port = {port}
+"#,
+                        secret = t.secret,
+                        port = t.port,
+                    ),
+                )
+            }
+            None => ("", String::new()),
+        };
         let config = format!(
             r#"-- written by natter-testkit
 data_path = "{d}/data"
@@ -167,8 +268,8 @@ modules_enabled = {{
   "roster", "saslauth", "tls", "disco", "carbons", "pep", "blocklist", "vcard4",
   "vcard_legacy", "private", "bookmarks", "mam", "smacks", "csi_simple", "ping",
   "version", "time", "uptime", "posix",
-}}
--- As in ../shared/bench: offline messages live only in the archive (MAM), so clients
+{turn_modules}}}
+{turn_options}-- As in ../shared/bench: offline messages live only in the archive (MAM), so clients
 -- catch up through XEP-0313 rather than through a flood at login.
 modules_disabled = {{ "s2s", "offline" }}
 VirtualHost "localhost"
@@ -463,12 +564,23 @@ impl Peer {
                 )
             })
             .await?;
-        match ev {
+        let jid = match ev {
             natter_core::Event::Connection(natter_core::ConnectionState::Online {
                 jid, ..
-            }) => Some(jid),
-            _ => None,
+            }) => jid,
+            _ => return None,
+        };
+        // RFC 6121 §4.2.2: the server reflects our initial presence to us once it has
+        // processed it; from then on messages to our bare JID reach this resource.
+        if let Some((bare, resource)) = jid.split_once('/') {
+            let (bare, resource) = (bare.to_owned(), resource.to_owned());
+            self.wait_for(Duration::from_secs(10), |e| {
+                matches!(e, natter_core::Event::Presence { jid, resource: r, presence: Some(_) }
+                    if *jid == bare && *r == resource)
+            })
+            .await;
         }
+        Some(jid)
     }
 
     /// Drains events that arrived so far into `seen`.

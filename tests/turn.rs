@@ -1,0 +1,207 @@
+//! A call whose media can only go through a TURN relay: both Natter peers gather no
+//! host candidates, learn the harness coturn and time-limited credentials from their
+//! server (XEP-0215, Prosody's mod_turn_external), and must be heard through it. The
+//! proof comes from outside Natter: the candidates the server saw being signalled, and
+//! the relayed traffic coturn counted.
+
+use std::time::Duration;
+
+use natter_core::calls::{CallSettings, CallState, ContentStats};
+use natter_core::{CallAction, CallUpdate, Event};
+use natter_testkit::{befriend, init_tracing, test_call_settings, Peer, Prosody};
+
+/// Relay candidates only, with the servers the account's server announces.
+fn relay_only(freq: f64) -> CallSettings {
+    let mut s = test_call_settings(freq);
+    s.transport.host_candidates = false;
+    s.external_services = true;
+    s
+}
+
+async fn state(peer: &mut Peer, timeout: Duration, want: impl Fn(&CallState) -> bool) -> CallState {
+    match peer
+        .wait_for(
+            timeout,
+            |e| matches!(e, Event::Call(CallUpdate::State { state, .. }) if want(state)),
+        )
+        .await
+    {
+        Some(Event::Call(CallUpdate::State { state, .. })) => state,
+        other => panic!("call state not reached: {other:?}; seen {:?}", peer.seen),
+    }
+}
+
+async fn media_until(
+    peer: &Peer,
+    sid: &str,
+    timeout: Duration,
+    ok: impl Fn(&[ContentStats]) -> bool,
+) -> Vec<ContentStats> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let stats = peer.handle.call_stats(sid).await.unwrap_or_default();
+        if ok(&stats) || tokio::time::Instant::now() > deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn hears(stats: &[ContentStats], freq: f64) -> bool {
+    stats.iter().any(|c| {
+        c.stats
+            .peak_frequency_hz
+            .is_some_and(|f| (f - freq).abs() < 25.0)
+            && c.stats.rms_db.is_some_and(|db| db > -40.0)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_call_through_turn_relay_only() {
+    init_tracing();
+    let server = Prosody::start_with_turn().expect("prosody with coturn");
+    let turn = server.turn().expect("coturn");
+    for (user, pw) in [("alice", "alice"), ("bob", "bob")] {
+        server.register(user, pw).expect("register");
+    }
+    let mut alice = Peer::start_with_calls(server.account("alice"), "alice", relay_only(440.0))
+        .await
+        .expect("alice");
+    let mut bob = Peer::start_with_calls(server.account("bob"), "bob", relay_only(880.0))
+        .await
+        .expect("bob");
+    let alice_jid = alice.online().await.expect("alice online");
+    let bob_jid = bob.online().await.expect("bob online");
+    // Sign-in asks for the services (XEP-0215) before the roster; making the two
+    // contacts takes several round trips after that, so the answer is in by the call.
+    befriend(&mut alice, &mut bob).await.expect("contacts");
+
+    let sid = alice
+        .handle
+        .place_call("bob@localhost", false)
+        .await
+        .expect("call");
+    match bob
+        .wait_for(Duration::from_secs(10), |e| {
+            matches!(e, Event::Call(CallUpdate::Incoming { .. }))
+        })
+        .await
+    {
+        Some(Event::Call(CallUpdate::Incoming { sid: s, .. })) => assert_eq!(s, sid),
+        other => panic!("no incoming call: {other:?}"),
+    }
+    bob.handle
+        .call_action(&sid, CallAction::Accept)
+        .await
+        .expect("accept");
+    state(&mut alice, Duration::from_secs(15), |s| {
+        *s == CallState::Active
+    })
+    .await;
+    state(&mut bob, Duration::from_secs(15), |s| {
+        *s == CallState::Active
+    })
+    .await;
+
+    let at_bob = media_until(&bob, &sid, Duration::from_secs(10), |s| hears(s, 440.0)).await;
+    assert!(
+        hears(&at_bob, 440.0),
+        "bob hears alice's 440 Hz: {at_bob:?}"
+    );
+    let at_alice = media_until(&alice, &sid, Duration::from_secs(10), |s| hears(s, 880.0)).await;
+    assert!(
+        hears(&at_alice, 880.0),
+        "alice hears bob's 880 Hz: {at_alice:?}"
+    );
+
+    // Let the call run for a second of audio each way, then note what each side's media
+    // stack received (RTP and RTCP, after SRTP): all of it must have come through a relay.
+    let enough = |s: &[ContentStats]| s.iter().any(|c| c.stats.packets_received >= 50);
+    let at_bob = media_until(&bob, &sid, Duration::from_secs(5), enough).await;
+    let at_alice = media_until(&alice, &sid, Duration::from_secs(5), enough).await;
+    let received = |s: &[ContentStats]| -> u64 {
+        s.iter()
+            .map(|c| c.stats.packets_received + c.stats.rtcp_received)
+            .sum()
+    };
+    let (bob_received, alice_received) = (received(&at_bob), received(&at_alice));
+    assert!(
+        alice_received >= 50 && bob_received >= 50,
+        "a second of audio each way: {at_alice:?} {at_bob:?}"
+    );
+
+    // What each side signalled, as the server passed it on: one relay candidate (one
+    // content, one TURN server) on coturn's relay ports, and not one host (or
+    // server-reflexive) address.
+    let signalled = server.signalled_candidates();
+    assert!(
+        signalled.iter().all(|c| c.kind == "relay"),
+        "only relay candidates may be signalled: {signalled:?}"
+    );
+    let relay_port = |jid: &str| -> u16 {
+        let mine: Vec<_> = signalled.iter().filter(|c| c.from == jid).collect();
+        match mine.as_slice() {
+            [c] if c.ip == "127.0.0.1" && turn.is_relay_port(c.port) => c.port,
+            _ => panic!("{jid} should signal one coturn relay: {signalled:?}"),
+        }
+    };
+    let (alice_relay, bob_relay) = (relay_port(&alice_jid), relay_port(&bob_jid));
+    // webrtc-ice gives a relay candidate's rel-addr as the unspecified address its TURN
+    // socket is bound to; a real interface address there would leak what host
+    // candidates hide.
+    for c in &signalled {
+        let hidden = c.rel_addr.as_deref().is_none_or(|a| {
+            a.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+        });
+        assert!(hidden, "a relay candidate reveals a local address: {c:?}");
+    }
+
+    alice
+        .handle
+        .call_action(&sid, CallAction::HangUp)
+        .await
+        .expect("hang up");
+    for peer in [&mut alice, &mut bob] {
+        state(peer, Duration::from_secs(10), |s| {
+            matches!(s, CallState::Ended(_))
+        })
+        .await;
+    }
+
+    // Hanging up closes the ICE agents, which release their allocations; coturn then
+    // reports what each relay carried from the other side to its client. Each peer's
+    // relay must have carried at least every packet that peer's media stack received.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let relays = loop {
+        let relays = turn.relays();
+        let done = [alice_relay, bob_relay].iter().all(|p| {
+            relays
+                .iter()
+                .any(|r| r.port == *p && r.peer_usage.is_some())
+        });
+        if done || tokio::time::Instant::now() > deadline {
+            break relays;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(relays.len(), 2, "one allocation per peer: {relays:?}");
+    println!("relays {relays:?}; alice received {alice_received}, bob {bob_received}");
+    for (who, port, got) in [
+        ("alice", alice_relay, alice_received),
+        ("bob", bob_relay, bob_received),
+    ] {
+        let usage = relays
+            .iter()
+            .find(|r| r.port == port)
+            .and_then(|r| r.peer_usage)
+            .unwrap_or_else(|| panic!("no usage for {who}'s relay {port}: {}", turn.log()));
+        assert!(
+            usage.received_packets >= got && usage.sent_packets >= 50,
+            "{who}'s relay {port} carried {usage:?}, {who} received {got} media packets"
+        );
+    }
+    for peer in [alice, bob] {
+        let _ = peer.handle.disconnect().await;
+    }
+}
