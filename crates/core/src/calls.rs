@@ -69,30 +69,39 @@ pub(crate) fn start_media(
     config: MediaConfig,
     contents: Vec<ContentMedia>,
 ) -> Result<ActiveMedia, natter_media::MediaError> {
-    let media = Arc::new(CallMedia::new(config)?);
-    let mut streams = Vec::new();
-    let mut feeders = Vec::new();
+    let mut active = ActiveMedia {
+        media: Arc::new(CallMedia::new(config)?),
+        streams: Vec::new(),
+        feeders: Vec::new(),
+    };
     for content in contents {
+        active.add(content)?;
+    }
+    active.media.start()?;
+    Ok(active)
+}
+
+impl ActiveMedia {
+    /// Adds one connected content: before [`CallMedia::start`], or to the running
+    /// pipeline (a content added mid-call, XEP-0166 content-add).
+    pub(crate) fn add(&mut self, content: ContentMedia) -> Result<(), natter_media::MediaError> {
         let n = &content.negotiated;
         let mut spec = StreamSpec::new(codec(n.codec), n.payload_type, content.local_ssrc);
         spec.fmtp = n.parameters.clone();
         let sender = content.sender.clone();
-        let id = media.add_stream(spec, Box::new(move |packet| sender.send(packet)))?;
+        let id = self
+            .media
+            .add_stream(spec, Box::new(move |packet| sender.send(packet)))?;
         let mut incoming = content.incoming;
-        let m = media.clone();
-        feeders.push(tokio::spawn(async move {
+        let m = self.media.clone();
+        self.feeders.push(tokio::spawn(async move {
             while let Some(packet) = incoming.recv().await {
                 m.push_incoming(id, &packet);
             }
         }));
-        streams.push((content.name, id, n.kind));
+        self.streams.push((content.name, id, n.kind));
+        Ok(())
     }
-    media.start()?;
-    Ok(ActiveMedia {
-        media,
-        streams,
-        feeders,
-    })
 }
 
 /// The calls of one session.

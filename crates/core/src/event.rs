@@ -61,6 +61,11 @@ pub enum CallUpdate {
     },
     /// The peer muted or unmuted its microphone.
     RemoteMuted { sid: String, muted: bool },
+    /// Video was added to the call (by either side) and plays.
+    VideoAdded { sid: String },
+    /// Adding video failed (the peer rejected it, or it could not connect or play) or
+    /// the peer removed it; the call goes on without it.
+    VideoFailed { sid: String, reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

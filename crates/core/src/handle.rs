@@ -84,6 +84,10 @@ pub enum CallAction {
     Mute(bool),
     /// Turn the camera on or off (without renegotiation).
     Camera(bool),
+    /// Add video to an active audio call (XEP-0166 content-add); the outcome arrives
+    /// as [`CallUpdate::VideoAdded`](crate::CallUpdate::VideoAdded) or
+    /// [`CallUpdate::VideoFailed`](crate::CallUpdate::VideoFailed).
+    AddVideo,
 }
 
 /// RFC 6121 subscription actions, in the words the UI shows.

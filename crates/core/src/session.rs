@@ -842,6 +842,7 @@ impl Session {
                     CallAction::Accept => Some(calls::CallInput::Accept),
                     CallAction::Reject => Some(calls::CallInput::Reject),
                     CallAction::HangUp => Some(calls::CallInput::HangUp),
+                    CallAction::AddVideo => Some(calls::CallInput::AddVideo),
                     CallAction::Mute(m) => {
                         if let Some(active) = self.calls.media.get(&sid) {
                             active.media.set_muted(m);
@@ -1267,6 +1268,35 @@ impl Session {
             }
             calls::CallOutput::RemoteMuted(muted) => {
                 self.emit(Event::Call(CallUpdate::RemoteMuted { sid, muted }));
+            }
+            calls::CallOutput::MediaAdded(content) => {
+                let (name, kind) = (content.name.clone(), content.negotiated.kind);
+                let result = match self.calls.media.get_mut(&sid) {
+                    Some(active) => active.add(content),
+                    None => Err(natter_media::MediaError::Stopped),
+                };
+                match result {
+                    Ok(()) => {
+                        tracing::info!(%sid, content = %name, "content added to the call's media");
+                        if kind == natter_jingle::MediaKind::Video {
+                            self.emit(Event::Call(CallUpdate::VideoAdded { sid }));
+                        }
+                    }
+                    Err(e) => {
+                        // The call goes on with what it had.
+                        tracing::error!(error = %e, %sid, content = %name, "cannot add media to the call");
+                        if kind == natter_jingle::MediaKind::Video {
+                            let reason = e.to_string();
+                            self.emit(Event::Call(CallUpdate::VideoFailed { sid, reason }));
+                        }
+                    }
+                }
+            }
+            calls::CallOutput::ContentDropped { name, kind, reason } => {
+                tracing::info!(%sid, content = %name, %reason, "content not added to the call");
+                if kind == natter_jingle::MediaKind::Video {
+                    self.emit(Event::Call(CallUpdate::VideoFailed { sid, reason }));
+                }
             }
         }
     }

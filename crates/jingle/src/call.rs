@@ -26,6 +26,8 @@ use crate::negotiation::{self, Capabilities, MediaKind, Negotiated};
 use crate::transport::{IceTransport, RtpSender, TransportConfig, TransportEvent};
 use crate::{DtlsRole, LocalCertificate, TransportError};
 
+mod upgrade;
+
 /// How long a proposal rings before the caller gives up (XEP-0353 leaves it to us).
 pub const RING_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long after `proceed` the session-initiate may take to arrive.
@@ -89,6 +91,8 @@ pub enum CallInput {
     Reject,
     HangUp,
     SetMuted(bool),
+    /// Add a video content to an active audio call (XEP-0166 content-add).
+    AddVideo,
 }
 
 /// One connected content's media, handed to the media engine.
@@ -120,6 +124,16 @@ pub enum CallOutput {
     Media(Vec<ContentMedia>),
     /// The peer muted or unmuted (XEP-0167 §7).
     RemoteMuted(bool),
+    /// A content added to the active call (content-add, either side) is connected: add
+    /// it to the running media.
+    MediaAdded(ContentMedia),
+    /// A content being added was refused (content-reject, an error) or failed to
+    /// connect, or the peer removed an added content; the call goes on without it.
+    ContentDropped {
+        name: String,
+        kind: MediaKind,
+        reason: String,
+    },
 }
 
 struct ContentState {
@@ -131,6 +145,10 @@ struct ContentState {
     transport: Arc<IceTransport>,
     negotiated: Option<Negotiated>,
     connecting: bool,
+    /// Added to the running session (content-add), not part of initiate/accept.
+    added: bool,
+    /// Our candidates for it may trickle (its content-add/accept is out).
+    announced: bool,
 }
 
 pub(crate) struct CallTask {
@@ -154,6 +172,8 @@ pub(crate) struct CallTask {
     /// Remote transports to connect once our accept is out.
     pending_connect: Vec<(String, IceUdpTransport, DtlsRole)>,
     connected: Vec<ContentMedia>,
+    /// A content being added to the running session (one at a time).
+    adding: Option<upgrade::PendingAdd>,
 }
 
 /// Internal events from the call's own helpers.
@@ -208,6 +228,7 @@ impl CallTask {
             flush_at: None,
             pending_connect: Vec::new(),
             connected: Vec::new(),
+            adding: None,
         }
     }
 
@@ -344,7 +365,12 @@ impl CallTask {
             }
             let deadline = self.deadline;
             let flush_at = self.flush_at;
+            let add_at = self.adding.as_ref().map(|a| a.at);
             tokio::select! {
+                _ = async { match add_at {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                } } => self.on_add_timer(&inner_tx).await,
                 _ = async { match flush_at {
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
@@ -381,6 +407,8 @@ impl CallTask {
                 warn!(sid = %self.sid, %action, %error, "the peer refused our Jingle request");
                 if matches!(action, Action::SessionInitiate | Action::SessionAccept) {
                     self.end(ReasonCondition::GeneralError, Some(&error), true);
+                } else if action == Action::ContentAdd {
+                    self.add_refused(&error).await;
                 }
             }
             CallInput::Accept => {
@@ -405,6 +433,7 @@ impl CallTask {
                 }
             }
             CallInput::Reject => self.terminate(ReasonCondition::Decline, None),
+            CallInput::AddVideo => self.add_video(inner).await,
             CallInput::HangUp => self.terminate(
                 match self.state {
                     CallState::Calling | CallState::Ringing => ReasonCondition::Cancel,
@@ -538,6 +567,8 @@ impl CallTask {
             transport: Arc::new(transport),
             negotiated: None,
             connecting: false,
+            added: false,
+            announced: true,
         });
         Ok(())
     }
@@ -663,6 +694,10 @@ impl CallTask {
                     }
                 }
             }
+            Action::ContentAdd => self.on_content_add(j, inner).await,
+            Action::ContentAccept => self.on_content_accept(j, inner).await,
+            Action::ContentReject => self.on_content_reject(j).await,
+            Action::ContentRemove => self.on_content_remove(j).await,
             Action::SessionTerminate => {
                 let (c, t) = j
                     .reason
@@ -866,10 +901,10 @@ impl CallTask {
     async fn on_inner(&mut self, inner: Inner) {
         match inner {
             Inner::Transport(name, TransportEvent::Candidate(cand)) => {
-                if self.signalled {
-                    let Some(c) = self.contents.iter().find(|c| c.name == name) else {
-                        return;
-                    };
+                let Some(c) = self.contents.iter().find(|c| c.name == name) else {
+                    return;
+                };
+                if self.signalled && c.announced {
                     let mut j = Jingle::new(Action::TransportInfo, self.sid.clone());
                     let mut content = Content::new(c.creator, c.name.clone());
                     let (ufrag, pwd) = c.transport.credentials();
@@ -896,6 +931,18 @@ impl CallTask {
                 let Some(negotiated) = c.negotiated.clone() else {
                     return;
                 };
+                if c.added {
+                    info!(sid = %self.sid, content = %name, "added content connected");
+                    let media = ContentMedia {
+                        name,
+                        negotiated,
+                        local_ssrc: c.ssrc,
+                        sender,
+                        incoming,
+                    };
+                    self.emit(CallOutput::MediaAdded(media));
+                    return;
+                }
                 self.connected.push(ContentMedia {
                     name,
                     negotiated,
@@ -903,7 +950,7 @@ impl CallTask {
                     sender,
                     incoming,
                 });
-                if self.connected.len() == self.contents.len() {
+                if self.connected.len() == self.contents.iter().filter(|c| !c.added).count() {
                     self.deadline = None;
                     let media = std::mem::take(&mut self.connected);
                     self.emit(CallOutput::Media(media));
@@ -912,6 +959,12 @@ impl CallTask {
             }
             Inner::Connected(name, Err(e)) => {
                 warn!(sid = %self.sid, content = %name, "transport failed: {e}");
+                if self.contents.iter().any(|c| c.name == name && c.added) {
+                    // An added content failing does not end the call.
+                    self.remove_added(&name, ReasonCondition::ConnectivityError, &e.to_string())
+                        .await;
+                    return;
+                }
                 let condition = match e {
                     TransportError::FingerprintMismatch | TransportError::Dtls(_) => {
                         ReasonCondition::SecurityError

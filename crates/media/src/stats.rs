@@ -33,6 +33,12 @@ pub struct StreamStats {
     pub height: u32,
     /// Video: key frames our encoder produced.
     pub keyframes_sent: u64,
+    /// When the first decoded remote buffer (audio samples or a video frame) left this
+    /// stream's decoder, on the monotonic clock; `None` until then. Set once, by a pad
+    /// probe on the decoder's source pad, so it is as precise as the streaming thread
+    /// (not rounded to the `level`/`spectrum` interval). Compare it with an `Instant`
+    /// taken elsewhere in the process, e.g. when the call was accepted.
+    pub first_decoded_at: Option<Instant>,
 }
 
 /// Lock-free counters shared with the streaming threads.
@@ -51,6 +57,7 @@ pub(crate) struct Counters {
     pub width: AtomicU32,
     pub height: AtomicU32,
     pub keyframes_sent: AtomicU64,
+    first_decoded_at: OnceLock<Instant>,
 }
 
 impl Default for Counters {
@@ -69,6 +76,7 @@ impl Default for Counters {
             width: AtomicU32::new(0),
             height: AtomicU32::new(0),
             keyframes_sent: AtomicU64::new(0),
+            first_decoded_at: OnceLock::new(),
         }
     }
 }
@@ -94,7 +102,13 @@ impl Counters {
             width: self.width.load(Ordering::Relaxed),
             height: self.height.load(Ordering::Relaxed),
             keyframes_sent: get(&self.keyframes_sent),
+            first_decoded_at: self.first_decoded_at.get().copied(),
         }
+    }
+
+    /// Records that the decoder produced its first buffer (only the first call counts).
+    pub fn mark_decoded(&self) {
+        let _ = self.first_decoded_at.set(Instant::now());
     }
 
     /// Takes a `level` element message: the loudest channel's RMS.
@@ -219,6 +233,19 @@ mod tests {
     fn silence_has_no_peak() {
         assert_eq!(peak_frequency(&[-80.0; 1024], 48_000, -80.0), None);
         assert_eq!(peak_frequency(&[], 48_000, -80.0), None);
+    }
+
+    #[test]
+    fn first_decoded_is_kept() {
+        let c = Counters::default();
+        assert_eq!(c.snapshot().first_decoded_at, None);
+        let before = Instant::now();
+        c.mark_decoded();
+        let first = c.snapshot().first_decoded_at.expect("set");
+        assert!(first >= before);
+        std::thread::sleep(Duration::from_millis(5));
+        c.mark_decoded();
+        assert_eq!(c.snapshot().first_decoded_at, Some(first));
     }
 
     #[test]

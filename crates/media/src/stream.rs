@@ -206,6 +206,10 @@ fn build_parts(
         parts.keep(&e)?;
         decode.push(e);
     }
+    // decode_chain ends with the decoder.
+    if let Some(decoder) = decode.last() {
+        add_first_decoded_probe(decoder, counters.clone())?;
+    }
     let (mut level, mut spectrum, mut echo_probe) = (None, None, None);
     let mut appsinks = Vec::new();
     match spec.kind {
@@ -457,6 +461,23 @@ fn paint_black(buffer: &mut gst::BufferRef, info: &gst_video::VideoInfo) {
             data.fill(value);
         }
     }
+}
+
+/// Stamps the first buffer leaving the decoder (see `StreamStats::first_decoded_at`),
+/// then removes itself.
+fn add_first_decoded_probe(
+    decoder: &gst::Element,
+    counters: Arc<Counters>,
+) -> Result<(), MediaError> {
+    let pad = static_pad(decoder, "src")?;
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, _| {
+            counters.mark_decoded();
+            gst::PadProbeReturn::Remove
+        },
+    );
+    Ok(())
 }
 
 fn add_keyframe_counter(encoder: &gst::Element, counters: Arc<Counters>) -> Result<(), MediaError> {

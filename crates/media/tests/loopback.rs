@@ -45,6 +45,12 @@ fn tones_cross_both_ways() {
         "{a:?} {b:?}"
     );
     assert_eq!(b.packets_rejected, 0);
+    // The first decoded audio is stamped once, after the call started, and stays put.
+    for side in [&a, &b] {
+        let first = side.first_decoded_at.expect("first decoded audio stamped");
+        assert!(first > started && first < Instant::now(), "{side:?}");
+    }
+    assert_eq!(call.b.stats(0).first_decoded_at, b.first_decoded_at);
     call.assert_no_errors();
     eprintln!("tones_cross_both_ways: {:?}", started.elapsed());
 }
@@ -107,6 +113,10 @@ fn audio_and_video_cross_both_ways() {
         "A sees {:?}, B sees {:?}",
         call.a.stats(1),
         call.b.stats(1)
+    );
+    assert!(
+        call.a.stats(1).first_decoded_at.is_some() && call.b.stats(1).first_decoded_at.is_some(),
+        "first decoded frames stamped"
     );
     assert!(hears(&call.b, 0, 440.0) && hears(&call.a, 0, 880.0));
     for side in [&call.a, &call.b] {
@@ -348,4 +358,71 @@ fn h264_crosses_both_ways() {
     assert!(call.b.screen.brightness().unwrap_or(0.0) > 60.0);
     call.assert_no_errors();
     eprintln!("h264_crosses_both_ways: {:?}", started.elapsed());
+}
+
+/// A video stream added to both RUNNING pipelines (an audio call upgraded with XEP-0166
+/// content-add) starts right away: pictures cross both ways and the tones go on.
+#[test]
+fn video_added_to_a_running_audio_call_crosses_both_ways() {
+    use std::sync::{Arc, OnceLock, Weak};
+
+    use natter_media::{CallMedia, StreamId};
+
+    let _serial = serial();
+    let started = Instant::now();
+    let call = Call::new(
+        test_config(440.0),
+        test_config(880.0),
+        &[(opus(111, 0xa1), opus(111, 0xb1))],
+    );
+    call.start();
+    let tones = || hears(&call.b, 0, 440.0) && hears(&call.a, 0, 880.0);
+    assert!(wait_until(Duration::from_secs(5), tones), "audio first");
+
+    // The wiring of common::Call, by hand: each side's video goes to the other's stream.
+    type Peer = Arc<OnceLock<(Weak<CallMedia>, StreamId)>>;
+    let wire = |peer: Peer| -> natter_media::PacketCallback {
+        Box::new(move |packet| {
+            if let Some((media, id)) = peer.get() {
+                if let Some(media) = media.upgrade() {
+                    media.push_incoming(*id, packet);
+                }
+            }
+        })
+    };
+    let (to_b, to_a): (Peer, Peer) = Default::default();
+    let a_id = call
+        .a
+        .media
+        .add_stream(StreamSpec::new(Codec::Vp8, 96, 0xa2), wire(to_b.clone()))
+        .expect("add video to running A");
+    let b_id = call
+        .b
+        .media
+        .add_stream(StreamSpec::new(Codec::Vp8, 96, 0xb2), wire(to_a.clone()))
+        .expect("add video to running B");
+    let _ = to_b.set((Arc::downgrade(&call.b.media), b_id));
+    let _ = to_a.set((Arc::downgrade(&call.a.media), a_id));
+
+    let pictures = || {
+        [(&call.a, a_id), (&call.b, b_id)].iter().all(|(side, id)| {
+            let s = side.media.stats(*id);
+            s.frames_decoded > 30 && (s.width, s.height) == (640, 480)
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), pictures),
+        "A sees {:?}, B sees {:?}",
+        call.a.media.stats(a_id),
+        call.b.media.stats(b_id)
+    );
+    assert!(holds_for(Duration::from_secs(1), tones), "tones go on");
+    for side in [&call.a, &call.b] {
+        assert!(side.screen.brightness().unwrap_or(0.0) > 60.0, "SMPTE bars");
+    }
+    call.assert_no_errors();
+    eprintln!(
+        "video_added_to_a_running_audio_call_crosses_both_ways: {:?}",
+        started.elapsed()
+    );
 }
