@@ -152,3 +152,59 @@ pub(crate) fn ice_servers(
         })
         .collect()
 }
+
+/// When the first of the announced credentials expires (XEP-0215 `expires`, RFC 3339).
+pub(crate) fn earliest_expiry(
+    services: &natter_protocol::extdisco::Services,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    services
+        .services
+        .iter()
+        .filter_map(|s| s.expires.as_deref())
+        .filter_map(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natter_protocol::extdisco::{Service, Services};
+
+    fn service(kind: &str, transport: Option<&str>, expires: Option<&str>) -> Service {
+        Service {
+            host: "turn.example".into(),
+            port: Some(3478),
+            kind: kind.into(),
+            transport: transport.map(str::to_owned),
+            username: Some("u".into()),
+            password: Some("p".into()),
+            expires: expires.map(str::to_owned),
+            restricted: true,
+            name: None,
+        }
+    }
+
+    #[test]
+    fn only_udp_stun_and_turn_are_used_and_the_earliest_expiry_counts() {
+        let services = Services {
+            kind_filter: None,
+            services: vec![
+                service("turn", Some("udp"), Some("2026-11-23T04:00:00Z")),
+                service("turn", Some("tcp"), Some("2026-11-22T05:00:00Z")),
+                service("stun", None, None),
+                service("turns", Some("tcp"), None),
+                service("turn", None, Some("not a date")),
+            ],
+        };
+        let servers = ice_servers(&services);
+        assert_eq!(
+            servers.iter().map(|s| s.turn).collect::<Vec<_>>(),
+            vec![true, false, true]
+        );
+        assert_eq!(
+            earliest_expiry(&services).map(|t| t.to_rfc3339()),
+            Some("2026-11-22T05:00:00+00:00".into())
+        );
+    }
+}

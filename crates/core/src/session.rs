@@ -78,8 +78,14 @@ pub(crate) enum Internal {
         action: natter_protocol::jingle::Action,
         error: String,
     },
-    /// The STUN/TURN services the server announced (XEP-0215).
-    IceServers(Vec<natter_jingle::IceServer>),
+    /// The STUN/TURN services the server announced (XEP-0215), and when the
+    /// earliest of their credentials expire.
+    IceServers(
+        Vec<natter_jingle::IceServer>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ),
+    /// Time to ask for fresh STUN/TURN credentials (stream generation it was set on).
+    RefreshIceServers(u64),
 }
 
 #[derive(Debug)]
@@ -376,15 +382,15 @@ impl Session {
                 self.last_pushed = None;
                 self.set_offline();
                 self.online = true;
-                self.emit(Event::Connection(ConnectionState::Online {
-                    jid: bound_jid.to_string(),
-                    resumed: false,
-                }));
                 // Presence first: contacts see us online without waiting for the server
                 // to serialise a large roster (RFC 6121 §4.2 allows either order; our
                 // presence handling does not depend on the roster).
                 let presence = self.own_presence.clone();
                 self.send(Stanza::Presence(presence)).await;
+                self.emit(Event::Connection(ConnectionState::Online {
+                    jid: bound_jid.to_string(),
+                    resumed: false,
+                }));
                 if self.calls.settings.external_services {
                     self.request_external_services().await;
                 }
@@ -1148,9 +1154,34 @@ impl Session {
             Internal::CallIqFailed { sid, action, error } => {
                 self.calls.manager.iq_failed(&sid, action, error);
             }
-            Internal::IceServers(servers) => {
-                tracing::debug!(count = servers.len(), "STUN/TURN services for calls");
+            Internal::IceServers(servers, expires) => {
+                tracing::debug!(
+                    count = servers.len(),
+                    ?expires,
+                    "STUN/TURN services for calls"
+                );
                 self.calls.manager.set_ice_servers(servers);
+                if let Some(expires) = expires {
+                    // Ask again five minutes before the credentials lapse (at least a
+                    // minute from now), so calls placed later still get a relay.
+                    let left = (expires - chrono::Utc::now())
+                        .to_std()
+                        .unwrap_or_default()
+                        .saturating_sub(Duration::from_secs(300))
+                        .max(Duration::from_secs(60));
+                    let internal = self.internal_tx.clone();
+                    let generation = self.generation;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(left).await;
+                        let _ = internal.send(Internal::RefreshIceServers(generation));
+                    });
+                }
+            }
+            Internal::RefreshIceServers(generation) => {
+                // A fresh stream asks by itself; only the stream that set the timer asks.
+                if generation == self.generation && self.online {
+                    self.request_external_services().await;
+                }
             }
         }
     }
@@ -1319,7 +1350,8 @@ impl Session {
             match natter_protocol::extdisco::Services::try_from(el) {
                 Ok(services) => {
                     let servers = calls::ice_servers(&services);
-                    let _ = internal.send(Internal::IceServers(servers));
+                    let expires = calls::earliest_expiry(&services);
+                    let _ = internal.send(Internal::IceServers(servers, expires));
                 }
                 Err(e) => tracing::debug!(error = %e, "unreadable external services"),
             }
