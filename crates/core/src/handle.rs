@@ -82,6 +82,8 @@ pub enum CallAction {
     HangUp,
     /// Mute or unmute the microphone (the peer is told, XEP-0167 §7).
     Mute(bool),
+    /// The network changed: find a new path without ending the call (ICE restart).
+    RestartIce,
     /// Turn the camera on or off (without renegotiation).
     Camera(bool),
     /// Add video to an active audio call (XEP-0166 content-add); the outcome arrives

@@ -848,6 +848,7 @@ impl Session {
                     CallAction::Accept => Some(calls::CallInput::Accept),
                     CallAction::Reject => Some(calls::CallInput::Reject),
                     CallAction::HangUp => Some(calls::CallInput::HangUp),
+                    CallAction::RestartIce => Some(calls::CallInput::RestartIce),
                     CallAction::AddVideo => Some(calls::CallInput::AddVideo),
                     CallAction::Mute(m) => {
                         if let Some(active) = self.calls.media.get(&sid) {

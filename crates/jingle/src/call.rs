@@ -91,6 +91,8 @@ pub enum CallInput {
     Reject,
     HangUp,
     SetMuted(bool),
+    /// Our network changed: restart ICE on every content (XEP-0176 §7.3).
+    RestartIce,
     /// Add a video content to an active audio call (XEP-0166 content-add).
     AddVideo,
 }
@@ -441,6 +443,7 @@ impl CallTask {
                 },
                 None,
             ),
+            CallInput::RestartIce => self.restart_ice().await,
             CallInput::SetMuted(muted) => {
                 if self.signalled {
                     let mut j = Jingle::new(Action::SessionInfo, self.sid.clone());
@@ -586,8 +589,8 @@ impl CallTask {
         let cert = self.certificate.as_ref()?;
         let (ufrag, pwd) = c.transport.credentials();
         Some(IceUdpTransport {
-            ufrag: Some(ufrag.to_owned()),
-            pwd: Some(pwd.to_owned()),
+            ufrag: Some(ufrag),
+            pwd: Some(pwd),
             candidates: self
                 .held
                 .iter()
@@ -682,10 +685,42 @@ impl CallTask {
                     let Some(c) = self.contents.iter().find(|c| c.name == content.name) else {
                         continue;
                     };
-                    if t.candidates.is_empty() && t.ufrag.is_some() {
-                        // An ICE restart (new credentials, no candidates) is not supported
-                        // yet; the connection keeps its current pair.
-                        warn!(sid = %self.sid, content = %c.name, "ICE restart requested; ignored");
+                    if let (Some(ufrag), Some(pwd)) = (&t.ufrag, &t.pwd) {
+                        let known = c.transport.remote_ufrag();
+                        if known.is_some() && known.as_deref() != Some(ufrag.as_str()) {
+                            let transport = c.transport.clone();
+                            let (creator, name) = (c.creator, c.name.clone());
+                            if transport.is_restarting() {
+                                // The answer to our own restart.
+                                if let Err(e) = transport.set_remote_credentials(ufrag, pwd).await {
+                                    warn!(sid = %self.sid, "ICE restart failed: {e}");
+                                }
+                            } else {
+                                // XEP-0176 §7.3: the peer restarts (Conversations does when
+                                // the network changes); answer with our own new credentials.
+                                let restarted = async {
+                                    transport.restart_local().await?;
+                                    transport.set_remote_credentials(ufrag, pwd).await
+                                };
+                                match restarted.await {
+                                    Ok(()) => {
+                                        info!(sid = %self.sid, content = %name, "ICE restarted by the peer");
+                                        self.send_credentials(creator, name, &transport);
+                                    }
+                                    Err(e) => warn!(sid = %self.sid, "ICE restart failed: {e}"),
+                                }
+                            }
+                            let Some(c) = self.contents.iter().find(|c| c.name == content.name)
+                            else {
+                                continue;
+                            };
+                            for cand in &t.candidates {
+                                if let Err(e) = c.transport.add_remote_candidate(cand) {
+                                    debug!("remote candidate not usable: {e}");
+                                }
+                            }
+                            continue;
+                        }
                     }
                     for cand in &t.candidates {
                         if let Err(e) = c.transport.add_remote_candidate(cand) {
@@ -849,6 +884,44 @@ impl CallTask {
                 _ => DtlsRole::Server,
             };
             self.connect(&name, t, role, inner);
+        }
+    }
+
+    /// A transport-info with only our (new) ICE credentials: the restart signal.
+    fn send_credentials(&self, creator: Creator, name: String, transport: &IceTransport) {
+        let (ufrag, pwd) = transport.credentials();
+        let mut j = Jingle::new(Action::TransportInfo, self.sid.clone());
+        let mut content = Content::new(creator, name);
+        content.transport = Some(IceUdpTransport {
+            ufrag: Some(ufrag),
+            pwd: Some(pwd),
+            candidates: vec![],
+            fingerprint: None,
+        });
+        j.contents.push(content);
+        self.iq(j);
+    }
+
+    /// Restarts ICE on every content (a network change on our side).
+    async fn restart_ice(&mut self) {
+        if self.state != CallState::Active {
+            return;
+        }
+        for i in 0..self.contents.len() {
+            let (creator, name, transport) = {
+                let c = &self.contents[i];
+                (c.creator, c.name.clone(), c.transport.clone())
+            };
+            if transport.remote_ufrag().is_none() {
+                continue;
+            }
+            match transport.restart_local().await {
+                Ok(()) => {
+                    info!(sid = %self.sid, content = %name, "restarting ICE");
+                    self.send_credentials(creator, name, &transport);
+                }
+                Err(e) => warn!(sid = %self.sid, content = %name, "cannot restart ICE: {e}"),
+            }
         }
     }
 

@@ -4,10 +4,11 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use dtls::conn::DTLSConn;
 use natter_protocol::jingle_ice_udp::{Candidate, CandidateType as JingleCandidateType};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -85,9 +86,14 @@ pub struct TransportStats {
 pub struct IceTransport {
     agent: Arc<Agent>,
     controlling: bool,
-    ufrag: String,
-    pwd: String,
+    /// Our ufrag and password; an ICE restart replaces them.
+    local: Mutex<(String, String)>,
+    /// The peer's, once known (to tell an ICE restart from a trickled candidate).
+    remote: Mutex<Option<(String, String)>>,
+    restarting: std::sync::atomic::AtomicBool,
     cancel: Mutex<Option<mpsc::Sender<()>>>,
+    /// The DTLS connection once the handshake is done; its keeper task owns it.
+    dtls: Mutex<Option<Weak<DTLSConn>>>,
     pub stats: Arc<TransportStats>,
 }
 
@@ -95,7 +101,7 @@ impl std::fmt::Debug for IceTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IceTransport")
             .field("controlling", &self.controlling)
-            .field("ufrag", &self.ufrag)
+            .field("local", &self.credentials().0)
             .finish()
     }
 }
@@ -165,9 +171,11 @@ impl IceTransport {
         let transport = IceTransport {
             agent: agent.clone(),
             controlling,
-            ufrag,
-            pwd,
+            local: Mutex::new((ufrag, pwd)),
+            remote: Mutex::new(None),
+            restarting: Default::default(),
             cancel: Mutex::new(None),
+            dtls: Mutex::new(None),
             stats: Arc::default(),
         };
         let id_base: String = (0..6)
@@ -197,8 +205,62 @@ impl IceTransport {
     }
 
     /// Our ICE ufrag and password for the `<transport>` element.
-    pub fn credentials(&self) -> (&str, &str) {
-        (&self.ufrag, &self.pwd)
+    pub fn credentials(&self) -> (String, String) {
+        self.local.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The peer's ufrag, once the connection has started.
+    pub fn remote_ufrag(&self) -> Option<String> {
+        self.remote
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|(u, _)| u.clone()))
+    }
+
+    /// ICE restart (RFC 8445 §9, XEP-0176 §7.3), our half: new local credentials and a
+    /// new gathering (candidates arrive as [`TransportEvent::Candidate`]). Checks resume
+    /// once [`set_remote_credentials`](Self::set_remote_credentials) gives the peer's new
+    /// ones. The DTLS association and SRTP contexts stay: only the path changes.
+    pub async fn restart_local(&self) -> Result<(), TransportError> {
+        let ufrag: String = (0..8)
+            .map(|_| char::from(b'a' + rand::random_range(0..26u8)))
+            .collect();
+        let pwd: String = (0..24)
+            .map(|_| char::from(b'a' + rand::random_range(0..26u8)))
+            .collect();
+        self.agent
+            .restart(ufrag.clone(), pwd.clone())
+            .await
+            .map_err(|e| TransportError::Ice(e.to_string()))?;
+        if let Ok(mut l) = self.local.lock() {
+            *l = (ufrag, pwd);
+        }
+        self.restarting.store(true, Ordering::SeqCst);
+        self.agent
+            .gather_candidates()
+            .map_err(|e| TransportError::Ice(e.to_string()))
+    }
+
+    /// The peer's (new) credentials after an ICE restart.
+    pub async fn set_remote_credentials(
+        &self,
+        ufrag: &str,
+        pwd: &str,
+    ) -> Result<(), TransportError> {
+        self.agent
+            .set_remote_credentials(ufrag.to_owned(), pwd.to_owned())
+            .await
+            .map_err(|e| TransportError::Ice(e.to_string()))?;
+        if let Ok(mut r) = self.remote.lock() {
+            *r = Some((ufrag.to_owned(), pwd.to_owned()));
+        }
+        self.restarting.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// We restarted and wait for the peer's new credentials.
+    pub fn is_restarting(&self) -> bool {
+        self.restarting.load(Ordering::SeqCst)
     }
 
     /// Adds a candidate the peer signalled. Candidates for RTCP (component 2) or TCP are
@@ -273,6 +335,9 @@ impl IceTransport {
         }
         let ufrag = remote_ufrag.to_owned();
         let pwd = remote_pwd.to_owned();
+        if let Ok(mut r) = self.remote.lock() {
+            *r = Some((ufrag.clone(), pwd.clone()));
+        }
         let connecting = async {
             if self.controlling {
                 self.agent
@@ -333,18 +398,27 @@ impl IceTransport {
                 }
             }
         });
-        // Keep reading the DTLS connection: a close_notify from the peer ends the media.
+        if let Ok(mut d) = self.dtls.lock() {
+            *d = Some(Arc::downgrade(&dtls));
+        }
+        // Keep reading the DTLS connection until the peer closes it (close_notify) or the
+        // ICE connection under it closes, then close it here too. webrtc-dtls' reader task
+        // only stops once its connection is closed or dropped: left running on a closed
+        // transport it retries in a busy loop, a core's worth of CPU for every ended call.
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
-            loop {
-                match dtls.read(&mut buf, None).await {
-                    Ok(_) => continue,
-                    Err(e) => {
-                        debug!("DTLS connection ended: {e}");
-                        break;
+            let read = async {
+                loop {
+                    if let Err(e) = dtls.read(&mut buf, None).await {
+                        break e;
                     }
                 }
+            };
+            tokio::select! {
+                e = read => debug!("DTLS connection ended: {e}"),
+                _ = reader => debug!("ICE connection closed under DTLS"),
             }
+            close_dtls(&dtls).await;
         });
         Ok((
             RtpSender {
@@ -356,14 +430,33 @@ impl IceTransport {
         ))
     }
 
-    /// Stops connectivity checks and closes the agent.
+    /// Closes DTLS (close_notify), stops connectivity checks and closes the agent.
     pub async fn close(&self) {
+        // DTLS first, so its close_notify still goes out over ICE.
+        let dtls = self
+            .dtls
+            .lock()
+            .ok()
+            .and_then(|mut d| d.take())
+            .and_then(|d| d.upgrade());
+        if let Some(dtls) = dtls {
+            close_dtls(&dtls).await;
+        }
         if let Ok(mut c) = self.cancel.lock() {
             c.take();
         }
         if let Err(e) = self.agent.close().await {
             debug!("closing the ICE agent: {e}");
         }
+    }
+}
+
+/// Closes a DTLS connection (idempotent); that also stops its reader task.
+async fn close_dtls(dtls: &DTLSConn) {
+    match tokio::time::timeout(Duration::from_secs(1), dtls.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!("closing DTLS: {e}"),
+        Err(_) => debug!("closing DTLS timed out"),
     }
 }
 

@@ -62,12 +62,6 @@ async fn pair(
     let cb = LocalCertificate::generate().expect("cert b");
     let (a_ufrag, a_pwd) = a.credentials();
     let (b_ufrag, b_pwd) = b.credentials();
-    let (a_ufrag, a_pwd, b_ufrag, b_pwd) = (
-        a_ufrag.to_owned(),
-        a_pwd.to_owned(),
-        b_ufrag.to_owned(),
-        b_pwd.to_owned(),
-    );
     let fp_b_seen_by_a = if tamper_fingerprint {
         LocalCertificate::generate()
             .expect("other cert")
