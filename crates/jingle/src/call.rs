@@ -33,8 +33,9 @@ mod upgrade;
 pub const RING_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long after `proceed` the session-initiate may take to arrive.
 const INITIATE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long we wait for host candidates before sending an initiate/accept (the rest
-/// trickles).
+/// The longest we wait for candidates before sending an initiate/accept (the rest
+/// trickles); when every agent has finished gathering (host candidates only: a few
+/// milliseconds) it goes out at once.
 const GATHER_GRACE: Duration = Duration::from_millis(300);
 
 #[derive(Debug, Clone)]
@@ -152,6 +153,8 @@ struct ContentState {
     added: bool,
     /// Our candidates for it may trickle (its content-add/accept is out).
     announced: bool,
+    /// Its agent has gathered every local candidate it will find.
+    gathered: bool,
 }
 
 pub(crate) struct CallTask {
@@ -573,6 +576,7 @@ impl CallTask {
             connecting: false,
             added: false,
             announced: true,
+            gathered: false,
         });
         Ok(())
     }

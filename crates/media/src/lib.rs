@@ -222,6 +222,10 @@ pub struct MediaConfig {
     pub echo_cancellation: bool,
     pub video_size: (u32, u32),
     pub framerate: u32,
+    /// Run `spectrum` on the decoded remote audio (its peak frequency in
+    /// [`StreamStats`]): tests and diagnostics. An FFT ten times a second is not free, so
+    /// calls leave it off; `level` (loudness) always runs.
+    pub analyse_audio: bool,
 }
 
 impl Default for MediaConfig {
@@ -235,6 +239,7 @@ impl Default for MediaConfig {
             echo_cancellation: true,
             video_size: (640, 480),
             framerate: 30,
+            analyse_audio: false,
         }
     }
 }

@@ -19,7 +19,10 @@ type SharedPacketCallback = Arc<dyn Fn(&[u8]) + Send + Sync>;
 pub(crate) type FrameCallback = Arc<dyn Fn(VideoFrame) + Send + Sync>;
 pub(crate) type FrameSlot = Arc<RwLock<Option<FrameCallback>>>;
 
-const SPECTRUM_BANDS: u32 = 1024;
+/// 1025 bands: a 2048-point FFT (2 × (bands − 1)). A power of two makes `level` +
+/// `spectrum` about a quarter cheaper than the 2046 points of 1024 bands, for the same
+/// 23.4 Hz resolution at 48 kHz.
+const SPECTRUM_BANDS: u32 = 1025;
 pub(crate) const SPECTRUM_THRESHOLD_DB: i32 = -80;
 const ANALYSIS_INTERVAL_NS: u64 = 100_000_000;
 
@@ -218,17 +221,22 @@ fn build_parts(
             let l = parts.make("level", "audio statistics")?;
             set(&l, "interval", ANALYSIS_INTERVAL_NS);
             set(&l, "post-messages", true);
-            let s = parts.make("spectrum", "audio statistics")?;
-            set(&s, "bands", SPECTRUM_BANDS);
-            set(&s, "threshold", SPECTRUM_THRESHOLD_DB);
-            set(&s, "interval", ANALYSIS_INTERVAL_NS);
-            set(&s, "post-messages", true);
-            set(&s, "message-magnitude", true);
-            set(&s, "message-phase", false);
-            set(&s, "multi-channel", false);
+            decode.extend([convert, l.clone()]);
+            if ctx.config.analyse_audio {
+                let s = parts.make("spectrum", "audio statistics")?;
+                set(&s, "bands", SPECTRUM_BANDS);
+                set(&s, "threshold", SPECTRUM_THRESHOLD_DB);
+                set(&s, "interval", ANALYSIS_INTERVAL_NS);
+                set(&s, "post-messages", true);
+                set(&s, "message-magnitude", true);
+                set(&s, "message-phase", false);
+                set(&s, "multi-channel", false);
+                decode.push(s.clone());
+                spectrum = Some(s);
+            }
             let convert2 = parts.make("audioconvert", "audio playback")?;
             let resample = parts.make("audioresample", "audio playback")?;
-            decode.extend([convert, l.clone(), s.clone(), convert2, resample]);
+            decode.extend([convert2, resample]);
             if ctx.config.echo_cancellation {
                 let probe = parts.make("webrtcechoprobe", "echo cancellation")?;
                 decode.push(probe.clone());
@@ -244,7 +252,6 @@ fn build_parts(
             };
             decode.push(sink);
             level = Some(l);
-            spectrum = Some(s);
         }
         MediaKind::Video => {
             let convert = parts.make("videoconvert", "video display")?;

@@ -425,6 +425,7 @@ pub fn test_call_settings(freq: f64) -> natter_core::calls::CallSettings {
             echo_cancellation: false,
             video_size: (640, 480),
             framerate: 30,
+            analyse_audio: true,
         },
         transport: natter_jingle::TransportConfig {
             include_loopback: true,

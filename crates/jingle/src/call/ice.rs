@@ -115,7 +115,15 @@ impl CallTask {
                     self.held.push((name, cand));
                 }
             }
-            Inner::Transport(_, TransportEvent::GatheringDone) => {}
+            Inner::Transport(name, TransportEvent::GatheringDone) => {
+                if let Some(c) = self.contents.iter_mut().find(|c| c.name == name) {
+                    c.gathered = true;
+                }
+                // Everything is known: no reason to wait out the grace period.
+                if self.flush_at.is_some() && self.contents.iter().all(|c| c.gathered) {
+                    self.flush_at = Some(Instant::now());
+                }
+            }
             Inner::Transport(name, TransportEvent::Ice(state)) => {
                 debug!(sid = %self.sid, content = %name, %state, "ICE");
             }

@@ -35,6 +35,7 @@ pub fn test_config(freq: f64) -> MediaConfig {
         echo_cancellation: false,
         video_size: (640, 480),
         framerate: 30,
+        analyse_audio: true,
     }
 }
 
