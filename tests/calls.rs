@@ -6,124 +6,48 @@ use std::time::Duration;
 
 use natter_core::calls::CallState;
 use natter_core::{CallAction, CallUpdate, Event};
+use natter_testkit::calls::{hears, is_ended, sees, two_call_peers};
 use natter_testkit::{init_tracing, test_call_settings, Peer, Prosody};
-
-async fn two_peers(server: &Prosody) -> (Peer, Peer) {
-    for (user, pw) in [("alice", "alice"), ("bob", "bob")] {
-        server.register(user, pw).expect("register");
-    }
-    let mut alice =
-        Peer::start_with_calls(server.account("alice"), "alice", test_call_settings(440.0))
-            .await
-            .expect("alice");
-    let mut bob = Peer::start_with_calls(server.account("bob"), "bob", test_call_settings(880.0))
-        .await
-        .expect("bob");
-    alice.online().await.expect("alice online");
-    bob.online().await.expect("bob online");
-    (alice, bob)
-}
-
-async fn incoming(peer: &mut Peer) -> (String, String, bool) {
-    match peer
-        .wait_for(Duration::from_secs(10), |e| {
-            matches!(e, Event::Call(CallUpdate::Incoming { .. }))
-        })
-        .await
-    {
-        Some(Event::Call(CallUpdate::Incoming { sid, from, video })) => (sid, from, video),
-        other => panic!("no incoming call: {other:?}"),
-    }
-}
-
-async fn state(peer: &mut Peer, timeout: Duration, want: impl Fn(&CallState) -> bool) -> CallState {
-    match peer
-        .wait_for(
-            timeout,
-            |e| matches!(e, Event::Call(CallUpdate::State { state, .. }) if want(state)),
-        )
-        .await
-    {
-        Some(Event::Call(CallUpdate::State { state, .. })) => state,
-        other => panic!("call state not reached: {other:?}; seen {:?}", peer.seen),
-    }
-}
-
-fn is_ended(s: &CallState) -> bool {
-    matches!(s, CallState::Ended(_))
-}
-
-/// Polls the call's statistics until `ok` holds for them (or gives up).
-async fn media_until(
-    peer: &Peer,
-    sid: &str,
-    timeout: Duration,
-    ok: impl Fn(&[natter_core::calls::ContentStats]) -> bool,
-) -> Vec<natter_core::calls::ContentStats> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let stats = peer.handle.call_stats(sid).await.unwrap_or_default();
-        if ok(&stats) || tokio::time::Instant::now() > deadline {
-            return stats;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn hears(stats: &[natter_core::calls::ContentStats], freq: f64) -> bool {
-    stats.iter().any(|c| {
-        c.stats
-            .peak_frequency_hz
-            .is_some_and(|f| (f - freq).abs() < 25.0)
-            && c.stats.rms_db.is_some_and(|db| db > -40.0)
-    })
-}
-
-fn sees(stats: &[natter_core::calls::ContentStats]) -> bool {
-    stats
-        .iter()
-        .any(|c| c.stats.frames_decoded > 20 && c.stats.width == 640 && c.stats.height == 480)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_call_tone_heard_both_ways_then_caller_hangs_up() {
     init_tracing();
     let server = Prosody::start().expect("prosody");
-    let (mut alice, mut bob) = two_peers(&server).await;
+    let (mut alice, mut bob) = two_call_peers(&server).await;
 
     let sid = alice
         .handle
         .place_call("bob@localhost", false)
         .await
         .expect("call");
-    let (bob_sid, from, video) = incoming(&mut bob).await;
+    let (bob_sid, from, video) = bob.incoming_call().await;
     assert_eq!(
         (bob_sid.as_str(), from.as_str(), video),
         (sid.as_str(), "alice@localhost", false)
     );
-    state(&mut alice, Duration::from_secs(10), |s| {
-        *s == CallState::Ringing
-    })
-    .await;
+    alice
+        .call_state(Duration::from_secs(10), |s| *s == CallState::Ringing)
+        .await;
     bob.handle
         .call_action(&sid, CallAction::Accept)
         .await
         .expect("accept");
-    state(&mut alice, Duration::from_secs(20), |s| {
-        *s == CallState::Active
-    })
-    .await;
-    state(&mut bob, Duration::from_secs(20), |s| {
-        *s == CallState::Active
-    })
-    .await;
+    alice
+        .call_state(Duration::from_secs(20), |s| *s == CallState::Active)
+        .await;
+    bob.call_state(Duration::from_secs(20), |s| *s == CallState::Active)
+        .await;
 
-    let at_bob = media_until(&bob, &sid, Duration::from_secs(10), |s| hears(s, 440.0)).await;
+    let at_bob = bob
+        .media_until(&sid, Duration::from_secs(10), |s| hears(s, 440.0))
+        .await;
     assert!(
         hears(&at_bob, 440.0),
         "bob hears alice's 440 Hz: {at_bob:?}"
     );
-    let at_alice = media_until(&alice, &sid, Duration::from_secs(10), |s| hears(s, 880.0)).await;
+    let at_alice = alice
+        .media_until(&sid, Duration::from_secs(10), |s| hears(s, 880.0))
+        .await;
     assert!(
         hears(&at_alice, 880.0),
         "alice hears bob's 880 Hz: {at_alice:?}"
@@ -134,14 +58,14 @@ async fn audio_call_tone_heard_both_ways_then_caller_hangs_up() {
         .call_action(&sid, CallAction::HangUp)
         .await
         .expect("hang up");
-    match state(&mut bob, Duration::from_secs(10), is_ended).await {
+    match bob.call_state(Duration::from_secs(10), is_ended).await {
         CallState::Ended(r) => {
             assert!(r.remote, "bob was hung up on");
             assert_eq!(r.condition.as_str(), "success");
         }
         _ => unreachable!(),
     }
-    match state(&mut alice, Duration::from_secs(5), is_ended).await {
+    match alice.call_state(Duration::from_secs(5), is_ended).await {
         CallState::Ended(r) => assert!(!r.remote),
         _ => unreachable!(),
     }
@@ -155,37 +79,36 @@ async fn audio_call_tone_heard_both_ways_then_caller_hangs_up() {
 async fn video_call_frames_and_tone_both_ways_then_callee_hangs_up() {
     init_tracing();
     let server = Prosody::start().expect("prosody");
-    let (mut alice, mut bob) = two_peers(&server).await;
+    let (mut alice, mut bob) = two_call_peers(&server).await;
 
     let sid = alice
         .handle
         .place_call("bob@localhost", true)
         .await
         .expect("call");
-    let (_, _, video) = incoming(&mut bob).await;
+    let (_, _, video) = bob.incoming_call().await;
     assert!(video);
     bob.handle
         .call_action(&sid, CallAction::Accept)
         .await
         .expect("accept");
-    state(&mut bob, Duration::from_secs(20), |s| {
-        *s == CallState::Active
-    })
-    .await;
-    state(&mut alice, Duration::from_secs(20), |s| {
-        *s == CallState::Active
-    })
-    .await;
+    bob.call_state(Duration::from_secs(20), |s| *s == CallState::Active)
+        .await;
+    alice
+        .call_state(Duration::from_secs(20), |s| *s == CallState::Active)
+        .await;
 
-    let at_bob = media_until(&bob, &sid, Duration::from_secs(15), |s| {
-        hears(s, 440.0) && sees(s)
-    })
-    .await;
+    let at_bob = bob
+        .media_until(&sid, Duration::from_secs(15), |s| {
+            hears(s, 440.0) && sees(s)
+        })
+        .await;
     assert!(hears(&at_bob, 440.0) && sees(&at_bob), "bob: {at_bob:?}");
-    let at_alice = media_until(&alice, &sid, Duration::from_secs(15), |s| {
-        hears(s, 880.0) && sees(s)
-    })
-    .await;
+    let at_alice = alice
+        .media_until(&sid, Duration::from_secs(15), |s| {
+            hears(s, 880.0) && sees(s)
+        })
+        .await;
     assert!(
         hears(&at_alice, 880.0) && sees(&at_alice),
         "alice: {at_alice:?}"
@@ -195,7 +118,7 @@ async fn video_call_frames_and_tone_both_ways_then_callee_hangs_up() {
         .call_action(&sid, CallAction::HangUp)
         .await
         .expect("hang up");
-    match state(&mut alice, Duration::from_secs(10), is_ended).await {
+    match alice.call_state(Duration::from_secs(10), is_ended).await {
         CallState::Ended(r) => assert!(r.remote),
         _ => unreachable!(),
     }
@@ -230,7 +153,7 @@ async fn third_party_iq(server: &Prosody, user: &str, to: &str, payload: &str) -
 async fn a_third_party_cannot_hijack_or_end_a_call() {
     init_tracing();
     let server = Prosody::start().expect("prosody");
-    let (mut alice, mut bob) = two_peers(&server).await;
+    let (mut alice, mut bob) = two_call_peers(&server).await;
     server.register("mallory", "mallory").expect("register");
 
     let sid = alice
@@ -238,19 +161,16 @@ async fn a_third_party_cannot_hijack_or_end_a_call() {
         .place_call("bob@localhost", false)
         .await
         .expect("call");
-    incoming(&mut bob).await;
+    bob.incoming_call().await;
     bob.handle
         .call_action(&sid, CallAction::Accept)
         .await
         .expect("accept");
-    state(&mut alice, Duration::from_secs(20), |s| {
-        *s == CallState::Active
-    })
-    .await;
-    state(&mut bob, Duration::from_secs(20), |s| {
-        *s == CallState::Active
-    })
-    .await;
+    alice
+        .call_state(Duration::from_secs(20), |s| *s == CallState::Active)
+        .await;
+    bob.call_state(Duration::from_secs(20), |s| *s == CallState::Active)
+        .await;
 
     // Mallory knows the session id and both full JIDs: a terminate, and a transport-info
     // pointing the media at her, must both be refused as unknown sessions.
@@ -290,14 +210,16 @@ async fn a_third_party_cannot_hijack_or_end_a_call() {
         )),
         "the call is still up"
     );
-    let at_bob = media_until(&bob, &sid, Duration::from_secs(10), |s| hears(s, 440.0)).await;
+    let at_bob = bob
+        .media_until(&sid, Duration::from_secs(10), |s| hears(s, 440.0))
+        .await;
     assert!(hears(&at_bob, 440.0), "media still flows: {at_bob:?}");
     alice
         .handle
         .call_action(&sid, CallAction::HangUp)
         .await
         .expect("hang up");
-    state(&mut bob, Duration::from_secs(10), is_ended).await;
+    bob.call_state(Duration::from_secs(10), is_ended).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,13 +255,13 @@ async fn an_unreachable_peer_ends_the_call_with_a_connectivity_error() {
         .place_call("bob@localhost", false)
         .await
         .expect("call");
-    incoming(&mut bob).await;
+    bob.incoming_call().await;
     bob.handle
         .call_action(&sid, CallAction::Accept)
         .await
         .expect("accept");
-    let a = state(&mut alice, Duration::from_secs(20), is_ended).await;
-    let b = state(&mut bob, Duration::from_secs(20), is_ended).await;
+    let a = alice.call_state(Duration::from_secs(20), is_ended).await;
+    let b = bob.call_state(Duration::from_secs(20), is_ended).await;
     for s in [a, b] {
         match s {
             CallState::Ended(r) => {
@@ -355,7 +277,7 @@ async fn an_unreachable_peer_ends_the_call_with_a_connectivity_error() {
 async fn answering_on_one_device_stops_the_others_ringing() {
     init_tracing();
     let server = Prosody::start().expect("prosody");
-    let (mut alice, mut bob) = two_peers(&server).await;
+    let (mut alice, mut bob) = two_call_peers(&server).await;
     let mut phone = server.account("bob");
     phone.resource = "phone".into();
     let mut phone = Peer::start_with_calls(phone, "bob", test_call_settings(660.0))
@@ -368,22 +290,23 @@ async fn answering_on_one_device_stops_the_others_ringing() {
         .place_call("bob@localhost", false)
         .await
         .expect("call");
-    incoming(&mut bob).await;
-    incoming(&mut phone).await;
+    bob.incoming_call().await;
+    phone.incoming_call().await;
     phone
         .handle
         .call_action(&sid, CallAction::Accept)
         .await
         .expect("accept on the phone");
-    match state(&mut bob, Duration::from_secs(10), is_ended).await {
+    match bob.call_state(Duration::from_secs(10), is_ended).await {
         CallState::Ended(r) => assert!(r.remote, "stopped by the other device: {r:?}"),
         _ => unreachable!(),
     }
-    state(&mut alice, Duration::from_secs(20), |s| {
-        *s == CallState::Active
-    })
-    .await;
-    let at_alice = media_until(&alice, &sid, Duration::from_secs(10), |s| hears(s, 660.0)).await;
+    alice
+        .call_state(Duration::from_secs(20), |s| *s == CallState::Active)
+        .await;
+    let at_alice = alice
+        .media_until(&sid, Duration::from_secs(10), |s| hears(s, 660.0))
+        .await;
     assert!(
         hears(&at_alice, 660.0),
         "alice talks to the phone: {at_alice:?}"
@@ -393,5 +316,5 @@ async fn answering_on_one_device_stops_the_others_ringing() {
         .call_action(&sid, CallAction::HangUp)
         .await
         .expect("hang up");
-    state(&mut phone, Duration::from_secs(10), is_ended).await;
+    phone.call_state(Duration::from_secs(10), is_ended).await;
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use natter_core::calls::{CallSettings, CallState, ContentStats};
 use natter_core::{CallAction, CallUpdate, Event};
+use natter_testkit::calls::{hears, is_ended};
 use natter_testkit::{befriend, init_tracing, test_call_settings, Peer, Prosody};
 
 /// Relay candidates only, with the servers the account's server announces.
@@ -16,44 +17,6 @@ fn relay_only(freq: f64) -> CallSettings {
     s.transport.host_candidates = false;
     s.external_services = true;
     s
-}
-
-async fn state(peer: &mut Peer, timeout: Duration, want: impl Fn(&CallState) -> bool) -> CallState {
-    match peer
-        .wait_for(
-            timeout,
-            |e| matches!(e, Event::Call(CallUpdate::State { state, .. }) if want(state)),
-        )
-        .await
-    {
-        Some(Event::Call(CallUpdate::State { state, .. })) => state,
-        other => panic!("call state not reached: {other:?}; seen {:?}", peer.seen),
-    }
-}
-
-async fn media_until(
-    peer: &Peer,
-    sid: &str,
-    timeout: Duration,
-    ok: impl Fn(&[ContentStats]) -> bool,
-) -> Vec<ContentStats> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let stats = peer.handle.call_stats(sid).await.unwrap_or_default();
-        if ok(&stats) || tokio::time::Instant::now() > deadline {
-            return stats;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn hears(stats: &[ContentStats], freq: f64) -> bool {
-    stats.iter().any(|c| {
-        c.stats
-            .peak_frequency_hz
-            .is_some_and(|f| (f - freq).abs() < 25.0)
-            && c.stats.rms_db.is_some_and(|db| db > -40.0)
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,34 +44,27 @@ async fn audio_call_through_turn_relay_only() {
         .place_call("bob@localhost", false)
         .await
         .expect("call");
-    match bob
-        .wait_for(Duration::from_secs(10), |e| {
-            matches!(e, Event::Call(CallUpdate::Incoming { .. }))
-        })
-        .await
-    {
-        Some(Event::Call(CallUpdate::Incoming { sid: s, .. })) => assert_eq!(s, sid),
-        other => panic!("no incoming call: {other:?}"),
-    }
+    assert_eq!(bob.incoming_call().await.0, sid);
     bob.handle
         .call_action(&sid, CallAction::Accept)
         .await
         .expect("accept");
-    state(&mut alice, Duration::from_secs(15), |s| {
-        *s == CallState::Active
-    })
-    .await;
-    state(&mut bob, Duration::from_secs(15), |s| {
-        *s == CallState::Active
-    })
-    .await;
+    alice
+        .call_state(Duration::from_secs(15), |s| *s == CallState::Active)
+        .await;
+    bob.call_state(Duration::from_secs(15), |s| *s == CallState::Active)
+        .await;
 
-    let at_bob = media_until(&bob, &sid, Duration::from_secs(10), |s| hears(s, 440.0)).await;
+    let at_bob = bob
+        .media_until(&sid, Duration::from_secs(10), |s| hears(s, 440.0))
+        .await;
     assert!(
         hears(&at_bob, 440.0),
         "bob hears alice's 440 Hz: {at_bob:?}"
     );
-    let at_alice = media_until(&alice, &sid, Duration::from_secs(10), |s| hears(s, 880.0)).await;
+    let at_alice = alice
+        .media_until(&sid, Duration::from_secs(10), |s| hears(s, 880.0))
+        .await;
     assert!(
         hears(&at_alice, 880.0),
         "alice hears bob's 880 Hz: {at_alice:?}"
@@ -117,8 +73,10 @@ async fn audio_call_through_turn_relay_only() {
     // Let the call run for a second of audio each way, then note what each side's media
     // stack received (RTP and RTCP, after SRTP): all of it must have come through a relay.
     let enough = |s: &[ContentStats]| s.iter().any(|c| c.stats.packets_received >= 50);
-    let at_bob = media_until(&bob, &sid, Duration::from_secs(5), enough).await;
-    let at_alice = media_until(&alice, &sid, Duration::from_secs(5), enough).await;
+    let at_bob = bob.media_until(&sid, Duration::from_secs(5), enough).await;
+    let at_alice = alice
+        .media_until(&sid, Duration::from_secs(5), enough)
+        .await;
     let received = |s: &[ContentStats]| -> u64 {
         s.iter()
             .map(|c| c.stats.packets_received + c.stats.rtcp_received)
@@ -163,10 +121,7 @@ async fn audio_call_through_turn_relay_only() {
         .await
         .expect("hang up");
     for peer in [&mut alice, &mut bob] {
-        state(peer, Duration::from_secs(10), |s| {
-            matches!(s, CallState::Ended(_))
-        })
-        .await;
+        peer.call_state(Duration::from_secs(10), is_ended).await;
     }
 
     // Hanging up closes the ICE agents, which release their allocations; coturn then
@@ -235,28 +190,14 @@ async fn ice_restart_keeps_the_call_going_on_new_candidates() {
         .place_call("bob@localhost", false)
         .await
         .expect("call");
-    let incoming = bob
-        .wait_for(Duration::from_secs(15), |e| {
-            matches!(e, Event::Call(CallUpdate::Incoming { .. }))
-        })
-        .await;
-    assert!(incoming.is_some(), "bob rings");
+    assert_eq!(bob.incoming_call().await.0, sid, "bob rings");
     bob.handle
         .call_action(&sid, CallAction::Accept)
         .await
         .expect("accept");
     for p in [&mut alice, &mut bob] {
-        p.wait_for(Duration::from_secs(20), |e| {
-            matches!(
-                e,
-                Event::Call(CallUpdate::State {
-                    state: CallState::Active,
-                    ..
-                })
-            )
-        })
-        .await
-        .expect("active");
+        p.call_state(Duration::from_secs(20), |s| *s == CallState::Active)
+            .await;
     }
     let count = |who: &str| {
         server

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use natter_core::store::Account;
 
+pub mod aiortc;
+pub mod calls;
 pub mod proxy;
 pub mod turn;
 
