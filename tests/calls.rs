@@ -53,6 +53,40 @@ async fn audio_call_tone_heard_both_ways_then_caller_hangs_up() {
         "alice hears bob's 880 Hz: {at_alice:?}"
     );
 
+    // Mute (XEP-0167 §7 session-info): bob is told, and hears silence instead of the tone.
+    alice
+        .handle
+        .call_action(&sid, CallAction::Mute(true))
+        .await
+        .expect("mute");
+    let muted = bob
+        .call_update(Duration::from_secs(5), |u| {
+            matches!(u, CallUpdate::RemoteMuted { .. })
+        })
+        .await;
+    assert_eq!(
+        muted,
+        CallUpdate::RemoteMuted {
+            sid: sid.clone(),
+            muted: true
+        }
+    );
+    let silent = |s: &[natter_core::calls::ContentStats]| {
+        s.iter()
+            .all(|c| c.stats.rms_db.is_none_or(|db| db < -60.0) && !hears(s, 440.0))
+    };
+    let at_bob = bob.media_until(&sid, Duration::from_secs(5), silent).await;
+    assert!(silent(&at_bob), "bob hears silence: {at_bob:?}");
+    alice
+        .handle
+        .call_action(&sid, CallAction::Mute(false))
+        .await
+        .expect("unmute");
+    let at_bob = bob
+        .media_until(&sid, Duration::from_secs(5), |s| hears(s, 440.0))
+        .await;
+    assert!(hears(&at_bob, 440.0), "the tone is back: {at_bob:?}");
+
     alice
         .handle
         .call_action(&sid, CallAction::HangUp)
@@ -317,4 +351,32 @@ async fn answering_on_one_device_stops_the_others_ringing() {
         .await
         .expect("hang up");
     phone.call_state(Duration::from_secs(10), is_ended).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_off_hangs_up_first() {
+    init_tracing();
+    let server = Prosody::start().expect("prosody");
+    let (mut alice, mut bob) = two_call_peers(&server).await;
+    let sid = alice
+        .handle
+        .place_call("bob@localhost", false)
+        .await
+        .expect("call");
+    bob.incoming_call().await;
+    bob.handle
+        .call_action(&sid, CallAction::Accept)
+        .await
+        .expect("accept");
+    alice
+        .call_state(Duration::from_secs(20), |s| *s == CallState::Active)
+        .await;
+    bob.handle.disconnect().await.expect("sign off");
+    match alice.call_state(Duration::from_secs(10), is_ended).await {
+        CallState::Ended(r) => {
+            assert!(r.remote, "bob ended it: {r:?}");
+            assert_eq!(r.condition.as_str(), "success");
+        }
+        _ => unreachable!(),
+    }
 }
