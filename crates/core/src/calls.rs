@@ -32,6 +32,15 @@ impl Default for CallSettings {
     }
 }
 
+/// What GStreamer here can encode and decode. Asked once, at the first call: starting
+/// GStreamer (a plugin registry scan) is not work for every sign-in.
+pub(crate) fn capabilities() -> natter_jingle::Capabilities {
+    static CAPS: std::sync::OnceLock<natter_jingle::Capabilities> = std::sync::OnceLock::new();
+    *CAPS.get_or_init(|| natter_jingle::Capabilities {
+        h264: Codec::H264.is_available(),
+    })
+}
+
 /// A call's running media: the pipeline and the tasks feeding it from the network.
 pub(crate) struct ActiveMedia {
     pub(crate) media: Arc<CallMedia>,
@@ -126,10 +135,6 @@ impl Calls {
                 .collect(),
         )
     }
-}
-
-pub(crate) fn bare(jid: &str) -> String {
-    jid.split_once('/').map_or(jid, |(b, _)| b).to_owned()
 }
 
 /// The STUN and TURN services of a XEP-0215 answer that webrtc-ice can use (UDP only).

@@ -134,9 +134,8 @@ pub fn start(
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
     let (manager, call_events) = natter_jingle::CallManager::new(natter_jingle::CallConfig {
         transport: config.calls.transport.clone(),
-        caps: natter_jingle::Capabilities {
-            h264: natter_media::Codec::H264.is_available(),
-        },
+        // Filled in at the first call (calls::capabilities).
+        caps: natter_jingle::Capabilities { h264: false },
     });
     let session = Session {
         account_id: account.id,
@@ -714,7 +713,12 @@ impl Session {
                 natter_protocol::jmi::JingleMessage::try_from(jmi.clone()),
                 &msg.from,
             ) {
-                (Ok(m), Some(from)) => self.calls.manager.on_message(&from.to_string(), m),
+                (Ok(m), Some(from)) => {
+                    if matches!(m, natter_protocol::jmi::JingleMessage::Propose { .. }) {
+                        self.calls.manager.set_capabilities(calls::capabilities());
+                    }
+                    self.calls.manager.on_message(&from.to_string(), m)
+                }
                 (Err(e), _) => tracing::debug!(error = %e, "malformed call message dropped"),
                 (_, None) => tracing::debug!("call message without a sender dropped"),
             }
@@ -837,6 +841,7 @@ impl Session {
                         if video {
                             media.push(natter_jingle::MediaKind::Video);
                         }
+                        self.calls.manager.set_capabilities(calls::capabilities());
                         Ok(self.calls.manager.place_call(&jid.to_string(), media))
                     }
                     Err(e) => Err(SessionError::InvalidAddress(format!("{to}: {e}"))),
@@ -1232,7 +1237,9 @@ impl Session {
     async fn on_call_event(&mut self, ev: calls::CallEvent) {
         match ev {
             calls::CallEvent::Incoming { sid, from, media } => {
-                let from = calls::bare(&from);
+                let from = Jid::new(&from)
+                    .map(|j| j.to_bare().to_string())
+                    .unwrap_or(from);
                 let video = media.contains(&natter_jingle::MediaKind::Video);
                 self.emit(Event::Call(CallUpdate::Incoming { sid, from, video }));
             }

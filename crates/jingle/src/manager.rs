@@ -81,6 +81,11 @@ impl CallManager {
         )
     }
 
+    /// What this installation can encode and decode, for calls from now on.
+    pub fn set_capabilities(&mut self, caps: crate::Capabilities) {
+        self.config.caps = caps;
+    }
+
     /// STUN/TURN servers for calls placed or answered from now on (XEP-0215).
     pub fn set_ice_servers(&mut self, servers: Vec<crate::IceServer>) {
         self.config.transport.servers = servers;
