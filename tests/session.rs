@@ -96,28 +96,57 @@ async fn wrong_password_is_final() {
 }
 
 #[tokio::test]
-async fn untrusted_certificate_is_refused_with_the_reason() {
+async fn untrusted_certificate_is_refused_with_the_reason_then_trusted_when_pinned() {
     let p = server(&["demo"]);
     let mut account = p.account("demo");
     account.extra_ca = None; // the harness CA is not in the system store
-    let mut peer = Peer::start(account, "demo-pw").await.unwrap();
+    let mut peer = Peer::start(account.clone(), "demo-pw").await.unwrap();
     let ev = peer
         .wait_for(T, |e| failed(e).is_some())
         .await
         .expect("final error");
-    match failed(&ev) {
-        Some(ConnectError::Certificate(why)) => {
-            assert!(why.contains("authority"), "{why}");
-            assert!(ConnectError::Certificate(why)
-                .to_string()
-                .contains("not trusted"));
-        }
+    let problem = match failed(&ev) {
+        Some(ConnectError::Certificate(problem)) => problem,
         other => panic!("expected a certificate error, got {other:?}"),
-    }
+    };
+    assert!(problem.reason.contains("authority"), "{problem:?}");
+    assert!(ConnectError::Certificate(problem.clone())
+        .to_string()
+        .contains("not trusted"));
+    // What the user is shown to decide: who issued it, for which names, its fingerprint.
+    assert!(
+        problem.names.iter().any(|n| n == "localhost"),
+        "{problem:?}"
+    );
+    assert!(
+        !problem.issuer.is_empty() && problem.issuer != problem.subject,
+        "{problem:?}"
+    );
+    assert_eq!(problem.sha256.len(), 64, "{problem:?}");
+    assert!(!problem.not_after.is_empty(), "{problem:?}");
     assert!(
         !p.log().contains("Authenticated as"),
         "no login over an untrusted link"
     );
+    drop(peer);
+
+    // A pin that is not this certificate changes nothing.
+    account.pinned_cert = Some("00".repeat(32));
+    let mut wrong = Peer::start(account.clone(), "demo-pw").await.unwrap();
+    let ev = wrong
+        .wait_for(T, |e| failed(e).is_some())
+        .await
+        .expect("final error");
+    assert!(matches!(failed(&ev), Some(ConnectError::Certificate(_))));
+    drop(wrong);
+
+    // The user chose to trust exactly this certificate: the account signs in.
+    account.pinned_cert = Some(problem.sha256.clone());
+    let mut trusted = Peer::start(account, "demo-pw").await.unwrap();
+    trusted
+        .online()
+        .await
+        .expect("signed in with the pinned certificate");
 }
 
 #[tokio::test]
@@ -132,7 +161,9 @@ async fn certificate_for_another_name_is_refused() {
         .await
         .expect("final error");
     match failed(&ev) {
-        Some(ConnectError::Certificate(why)) => assert!(why.contains("othername.test"), "{why}"),
+        Some(ConnectError::Certificate(why)) => {
+            assert!(why.reason.contains("othername.test"), "{why:?}")
+        }
         other => panic!("expected a certificate error, got {other:?}"),
     }
 }
@@ -317,6 +348,7 @@ async fn roster_push_from_another_account_is_ignored() {
             direct_tls: false,
         },
         extra_ca: Some(p.ca_path()),
+        pinned_cert: None,
         backoff: Default::default(),
         timeouts: Default::default(),
     };

@@ -33,6 +33,7 @@ fn inbound(c: &mut Criterion) {
                 jid: "alice@localhost".into(),
                 resource: "natter".into(),
                 enabled: true,
+                pinned_cert: None,
                 ..Default::default()
             })
             .await

@@ -81,6 +81,9 @@ pub struct ConnectConfig {
     pub server: ServerAddress,
     /// PEM file with extra trusted CA certificates (self-hosted servers, tests).
     pub extra_ca: Option<PathBuf>,
+    /// SHA-256 (lowercase hex) of a server certificate the user explicitly trusted after
+    /// seeing a [`CertificateProblem`]; accepted even though it fails the normal checks.
+    pub pinned_cert: Option<String>,
     pub backoff: Backoff,
     pub timeouts: Timeouts,
 }
@@ -106,8 +109,8 @@ pub enum ConnectError {
     AuthRefused(String),
     #[error("the server offers no sign-in method Natter trusts (offered: {0})")]
     NoSafeMechanism(String),
-    #[error("the server's certificate is not trusted: {0}")]
-    Certificate(String),
+    #[error("the server's certificate is not trusted: {}", .0.reason)]
+    Certificate(CertificateProblem),
     #[error("the server does not offer encryption (STARTTLS)")]
     NoTls,
     #[error("the extra CA file cannot be used: {0}")]
@@ -137,6 +140,143 @@ impl ConnectError {
     }
 }
 
+/// Why a server certificate was refused, and what it says about itself: enough for a
+/// person to decide whether to trust it anyway (the decision is theirs, never ours).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertificateProblem {
+    /// In words: "it was issued by an authority this system does not trust", …
+    pub reason: String,
+    /// The subject's distinguished name.
+    pub subject: String,
+    /// The names the certificate is valid for (subject alternative names).
+    pub names: Vec<String>,
+    /// Who issued it (distinguished name).
+    pub issuer: String,
+    /// Validity, as RFC 3339 dates.
+    pub not_before: String,
+    pub not_after: String,
+    /// SHA-256 of the certificate (lowercase hex): what the user pins.
+    pub sha256: String,
+}
+
+impl CertificateProblem {
+    fn new(reason: impl Into<String>) -> Self {
+        CertificateProblem {
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Fills in what the certificate says; a certificate that cannot be parsed keeps its
+    /// fingerprint only.
+    fn describe(&mut self, der: &[u8]) {
+        self.sha256 = sha256_hex(der);
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return;
+        };
+        self.subject = cert.subject().to_string();
+        self.issuer = cert.issuer().to_string();
+        self.not_before = rfc3339(cert.validity().not_before.timestamp());
+        self.not_after = rfc3339(cert.validity().not_after.timestamp());
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            use x509_parser::extensions::GeneralName;
+            self.names = san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some((*d).to_owned()),
+                    GeneralName::IPAddress(ip) => match ip.len() {
+                        4 => <[u8; 4]>::try_from(*ip)
+                            .ok()
+                            .map(|a| std::net::Ipv4Addr::from(a).to_string()),
+                        16 => <[u8; 16]>::try_from(*ip)
+                            .ok()
+                            .map(|a| std::net::Ipv6Addr::from(a).to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+        }
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The normal WebPKI checks, plus the user's pinned certificate; remembers the
+/// certificate it refused so the error can describe it.
+#[derive(Debug)]
+struct Verifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Option<String>,
+    refused: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(ok) => Ok(ok),
+            Err(e) => {
+                if let Some(pinned) = &self.pinned {
+                    if sha256_hex(end_entity.as_ref()) == *pinned {
+                        tracing::info!("accepting the certificate the user chose to trust");
+                        return Ok(rustls::client::danger::ServerCertVerified::assertion());
+                    }
+                }
+                if let Ok(mut slot) = self.refused.lock() {
+                    *slot = Some(end_entity.as_ref().to_vec());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 fn classify_io(e: &io::Error, domain: &str) -> ConnectError {
     if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return classify_tls(tls, domain);
@@ -151,19 +291,21 @@ fn classify_features(e: RecvFeaturesError, domain: &str) -> ConnectError {
 fn classify_tls(e: &rustls::Error, domain: &str) -> ConnectError {
     use rustls::CertificateError as C;
     match e {
-        rustls::Error::InvalidCertificate(c) => ConnectError::Certificate(match c {
-            C::UnknownIssuer => {
-                "it was issued by an authority this system does not trust".to_string()
-            }
-            C::NotValidForName | C::NotValidForNameContext { .. } => {
-                format!("it is not valid for {domain}")
-            }
-            C::Expired | C::ExpiredContext { .. } => "it has expired".to_string(),
-            C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".to_string(),
-            C::Revoked => "it has been revoked".to_string(),
-            C::BadSignature | C::BadEncoding => "it is malformed".to_string(),
-            other => format!("{other:?}"),
-        }),
+        rustls::Error::InvalidCertificate(c) => {
+            ConnectError::Certificate(CertificateProblem::new(match c {
+                C::UnknownIssuer => {
+                    "it was issued by an authority this system does not trust".to_string()
+                }
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    format!("it is not valid for {domain}")
+                }
+                C::Expired | C::ExpiredContext { .. } => "it has expired".to_string(),
+                C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".to_string(),
+                C::Revoked => "it has been revoked".to_string(),
+                C::BadSignature | C::BadEncoding => "it is malformed".to_string(),
+                other => format!("{other:?}"),
+            }))
+        }
         other => ConnectError::Unreachable(format!("TLS failed: {other}")),
     }
 }
@@ -192,8 +334,15 @@ fn classify(e: XmppError, domain: &str) -> ConnectError {
     }
 }
 
-/// The TLS settings: system roots, plus the account's extra CA if any.
-fn tls_config(extra_ca: Option<&PathBuf>) -> Result<Arc<ClientConfig>, ConnectError> {
+/// A certificate the verifier refused, kept to describe it in the error.
+type Refused = Arc<std::sync::Mutex<Option<Vec<u8>>>>;
+
+/// The TLS settings: system roots, plus the account's extra CA if any, plus the
+/// certificate the user pinned.
+fn tls_config(
+    extra_ca: Option<&PathBuf>,
+    pinned: Option<&String>,
+) -> Result<(Arc<ClientConfig>, Refused), ConnectError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for e in &native.errors {
@@ -219,12 +368,25 @@ fn tls_config(extra_ca: Option<&PathBuf>) -> Result<Arc<ClientConfig>, ConnectEr
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+    let refused = Refused::default();
+    let verifier = Verifier {
+        inner,
+        pinned: pinned.cloned(),
+        refused: refused.clone(),
+    };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ConnectError::Protocol(e.to_string()))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), refused))
 }
 
 type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
@@ -486,8 +648,17 @@ pub async fn connect_once(cfg: &ConnectConfig) -> Result<Connection, ConnectErro
         .ok_or_else(|| ConnectError::AuthRefused("the address has no user name".into()))?
         .as_str()
         .to_owned();
-    let tls = tls_config(cfg.extra_ca.as_ref())?;
-    let (stream, binding) = open_tls_stream(cfg, tls).await?;
+    let (tls, refused) = tls_config(cfg.extra_ca.as_ref(), cfg.pinned_cert.as_ref())?;
+    let (stream, binding) = match open_tls_stream(cfg, tls).await {
+        Ok(opened) => opened,
+        Err(ConnectError::Certificate(mut problem)) => {
+            if let Some(der) = refused.lock().ok().and_then(|mut s| s.take()) {
+                problem.describe(&der);
+            }
+            return Err(ConnectError::Certificate(problem));
+        }
+        Err(e) => return Err(e),
+    };
     let (features, stream) = stream
         .recv_features()
         .await

@@ -1,6 +1,6 @@
 //! The UI's side of a session: `SessionHandle` sends a command and awaits its reply.
 
-use natter_store::{Contact, HistoryCursor, Message};
+use natter_store::{Contact, ConversationSummary, HistoryCursor, Message};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::ResourcePresence;
@@ -51,6 +51,13 @@ pub(crate) enum Command {
     },
     MarkRead {
         peer: String,
+        reply: Reply<()>,
+    },
+    Conversations {
+        reply: Reply<Vec<ConversationSummary>>,
+    },
+    RetryMessage {
+        id: i64,
         reply: Reply<()>,
     },
     Disconnect {
@@ -239,6 +246,17 @@ impl SessionHandle {
 
     /// Calls `to` (a bare JID) with audio, and video when `video`; returns the call's id.
     /// Progress arrives as [`Event::Call`](crate::Event::Call).
+    /// Every conversation of this account with its newest message, most recent first.
+    pub async fn conversations(&self) -> Result<Vec<ConversationSummary>, SessionError> {
+        self.ask(|reply| Command::Conversations { reply }).await
+    }
+
+    /// Sends a failed outgoing message again (it goes back to pending, then out as soon as
+    /// the account is online).
+    pub async fn retry_message(&self, id: i64) -> Result<(), SessionError> {
+        self.ask(|reply| Command::RetryMessage { id, reply }).await
+    }
+
     pub async fn place_call(&self, to: &str, video: bool) -> Result<String, SessionError> {
         let to = to.to_owned();
         self.ask(|reply| Command::PlaceCall { to, video, reply })

@@ -13,7 +13,7 @@ mod roster;
 pub mod secrets;
 mod session;
 
-pub use connection::{Backoff, ConnectError, ServerAddress};
+pub use connection::{Backoff, CertificateProblem, ConnectError, ServerAddress};
 pub use event::{AccountEvent, Availability, CallUpdate, ConnectionState, Event, ResourcePresence};
 pub use handle::{CallAction, SessionHandle, SubscriptionAction};
 pub use natter_store as store;
@@ -37,6 +37,8 @@ pub enum SessionError {
     Refused(String),
     #[error("there is no such call")]
     NoSuchCall,
+    #[error("there is no such failed message")]
+    NoSuchMessage,
     #[error("storage failed: {0}")]
     Store(String),
 }

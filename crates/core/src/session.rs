@@ -125,6 +125,7 @@ pub fn start(
         password: config.password.clone(),
         server,
         extra_ca: account.extra_ca.as_ref().map(Into::into),
+        pinned_cert: account.pinned_cert.clone(),
         backoff: config.backoff,
         timeouts: Timeouts::default(),
     };
@@ -978,6 +979,30 @@ impl Session {
                 }
                 .await;
                 let _ = reply.send(result.map_err(Into::into));
+            }
+            Command::Conversations { reply } => {
+                let store = self.store.clone();
+                let account_id = self.account_id;
+                tokio::spawn(async move {
+                    let result = store.conversation_summaries(account_id).await;
+                    let _ = reply.send(result.map_err(Into::into));
+                });
+            }
+            Command::RetryMessage { id, reply } => {
+                let result = match self.store.retry_message(self.account_id, id).await {
+                    Ok(Some(entry)) => {
+                        self.waiting.insert(id, entry);
+                        self.emit(Event::MessageState {
+                            id,
+                            state: MessageState::Pending,
+                        });
+                        self.pump_outbox().await;
+                        Ok(())
+                    }
+                    Ok(None) => Err(SessionError::NoSuchMessage),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
             }
             Command::Disconnect { reply } => {
                 // Handled in the loop; here only after the stream is gone.

@@ -17,6 +17,7 @@ fn history(c: &mut Criterion) {
                 jid: "alice@localhost".into(),
                 resource: "bench".into(),
                 enabled: true,
+                pinned_cert: None,
                 ..Default::default()
             })
             .await

@@ -22,6 +22,9 @@ pub struct Account {
     /// An extra CA certificate (PEM file) to trust besides the system roots.
     pub extra_ca: Option<String>,
     pub enabled: bool,
+    /// The SHA-256 (lowercase hex) of a server certificate the user explicitly chose to
+    /// trust although it failed the normal checks.
+    pub pinned_cert: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,13 @@ pub struct Contact {
     /// An outgoing subscription request is pending.
     pub ask: bool,
     pub groups: Vec<String>,
+}
+
+/// A conversation and its newest message (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    pub conversation: Conversation,
+    pub last: Option<Message>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,22 +167,27 @@ const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, c.peer, m.direction, m.s
                                m.timestamp, m.sort_key, m.state, m.origin_id, m.stanza_id";
 
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    message_from_row_at(r, 0)
+}
+
+/// A message whose `MESSAGE_COLUMNS` start at column `at`.
+fn message_from_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
     Ok(Message {
-        id: r.get(0)?,
-        conversation_id: r.get(1)?,
-        peer: r.get(2)?,
-        direction: if r.get::<_, i64>(3)? == 1 {
+        id: r.get(at + 0)?,
+        conversation_id: r.get(at + 1)?,
+        peer: r.get(at + 2)?,
+        direction: if r.get::<_, i64>(at + 3)? == 1 {
             Direction::Outgoing
         } else {
             Direction::Incoming
         },
-        sender: r.get(4)?,
-        body: r.get(5)?,
-        timestamp: r.get(6)?,
-        sort_key: r.get(7)?,
-        state: MessageState::from_i64(r.get(8)?),
-        origin_id: r.get(9)?,
-        stanza_id: r.get(10)?,
+        sender: r.get(at + 4)?,
+        body: r.get(at + 5)?,
+        timestamp: r.get(at + 6)?,
+        sort_key: r.get(at + 7)?,
+        state: MessageState::from_i64(r.get(at + 8)?),
+        origin_id: r.get(at + 9)?,
+        stanza_id: r.get(at + 10)?,
     })
 }
 
@@ -188,6 +203,7 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
         direct_tls: r.get(5)?,
         extra_ca: r.get(6)?,
         enabled: r.get(7)?,
+        pinned_cert: r.get(8)?,
     })
 }
 
@@ -208,11 +224,13 @@ impl Db {
             return Err(StoreError::Invalid(format!("not a bare JID: {:?}", a.jid)));
         }
         self.conn.execute(
-            "INSERT INTO account (jid, resource, host, port, direct_tls, extra_ca, enabled)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO account (jid, resource, host, port, direct_tls, extra_ca, enabled,
+               pinned_cert)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT(jid) DO UPDATE SET resource = excluded.resource, host = excluded.host,
                port = excluded.port, direct_tls = excluded.direct_tls,
-               extra_ca = excluded.extra_ca, enabled = excluded.enabled",
+               extra_ca = excluded.extra_ca, enabled = excluded.enabled,
+               pinned_cert = excluded.pinned_cert",
             params![
                 a.jid,
                 a.resource,
@@ -220,7 +238,8 @@ impl Db {
                 a.port.map(i64::from),
                 a.direct_tls,
                 a.extra_ca,
-                a.enabled
+                a.enabled,
+                a.pinned_cert
             ],
         )?;
         Ok(self
@@ -232,7 +251,7 @@ impl Db {
 
     pub fn accounts(&mut self) -> Result<Vec<Account>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT id, jid, resource, host, port, direct_tls, extra_ca, enabled
+            "SELECT id, jid, resource, host, port, direct_tls, extra_ca, enabled, pinned_cert
              FROM account ORDER BY id",
         )?;
         let rows = st.query_map([], account_from_row)?;
@@ -243,7 +262,7 @@ impl Db {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, jid, resource, host, port, direct_tls, extra_ca, enabled
+                "SELECT id, jid, resource, host, port, direct_tls, extra_ca, enabled, pinned_cert
                  FROM account WHERE jid = ?1",
                 [jid],
                 account_from_row,
@@ -414,6 +433,51 @@ impl Db {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every conversation with its newest message, most recent activity first: what
+    /// the conversation list shows.
+    pub fn conversation_summaries(&mut self, account_id: i64) -> Result<Vec<ConversationSummary>> {
+        let sql = format!(
+            "SELECT c.id, c.account_id, c.peer, c.last_activity, c.unread, {MESSAGE_COLUMNS}
+             FROM conversation c LEFT JOIN message m ON m.id = (
+               SELECT id FROM message WHERE conversation_id = c.id
+               ORDER BY sort_key DESC, id DESC LIMIT 1)
+             WHERE c.account_id = ?1 ORDER BY c.last_activity DESC"
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map([account_id], |r| {
+            let conversation = Conversation {
+                id: r.get(0)?,
+                account_id: r.get(1)?,
+                peer: r.get(2)?,
+                last_activity: r.get(3)?,
+                unread: r.get(4)?,
+            };
+            let last = match r.get::<_, Option<i64>>(5)? {
+                Some(_) => Some(message_from_row_at(r, 5)?),
+                None => None,
+            };
+            Ok(ConversationSummary { conversation, last })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Puts a failed outgoing message back in the outbox. Returns its outbox entry, or
+    /// `None` when `id` is not a failed outgoing message of this account.
+    pub fn retry_message(&mut self, account_id: i64, id: i64) -> Result<Option<OutboxEntry>> {
+        let updated = self.conn.execute(
+            "UPDATE message SET state = 0 WHERE id = ?1 AND state = 3 AND direction = 1
+             AND conversation_id IN (SELECT id FROM conversation WHERE account_id = ?2)",
+            params![id, account_id],
+        )?;
+        if updated == 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .outbox(account_id)?
+            .into_iter()
+            .find(|e| e.message_id == id))
     }
 
     fn insert_one(

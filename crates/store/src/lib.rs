@@ -14,8 +14,8 @@ use std::thread;
 use tokio::sync::oneshot;
 
 pub use db::{
-    Account, Contact, Conversation, Direction, HistoryCursor, Message, MessageState, NewMessage,
-    OutboxEntry, Placement,
+    Account, Contact, Conversation, ConversationSummary, Direction, HistoryCursor, Message,
+    MessageState, NewMessage, OutboxEntry, Placement,
 };
 
 /// Errors the store reports. Each names what failed in a way a log reader understands.
@@ -168,6 +168,21 @@ impl Store {
 
     pub async fn conversations(&self, account_id: i64) -> Result<Vec<Conversation>> {
         self.call(move |db| db.conversations(account_id)).await
+    }
+
+    /// Every conversation with its newest message, most recent activity first.
+    pub async fn conversation_summaries(
+        &self,
+        account_id: i64,
+    ) -> Result<Vec<ConversationSummary>> {
+        self.call(move |db| db.conversation_summaries(account_id))
+            .await
+    }
+
+    /// Puts a failed outgoing message back in the outbox (`None`: not a failed message
+    /// of this account).
+    pub async fn retry_message(&self, account_id: i64, id: i64) -> Result<Option<OutboxEntry>> {
+        self.call(move |db| db.retry_message(account_id, id)).await
     }
 
     /// Stores a message unless one with the same origin-id from the same sender, or the

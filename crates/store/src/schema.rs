@@ -56,6 +56,11 @@ const MIGRATIONS: &[&str] = &[
         ON message(conversation_id, stanza_id) WHERE stanza_id IS NOT NULL;
     CREATE INDEX message_outbox ON message(state) WHERE state < 2;
     "#,
+    // 2: a server certificate the user chose to trust for this account (SHA-256 of its
+    // DER, hex), after being shown who issued it and for which names.
+    r#"
+    ALTER TABLE account ADD COLUMN pinned_cert TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -5,6 +5,7 @@ fn account(jid: &str) -> Account {
         jid: jid.into(),
         resource: "natter".into(),
         enabled: true,
+        pinned_cert: None,
         ..Default::default()
     }
 }
@@ -356,4 +357,116 @@ async fn live_batches_move_the_archive_cursor_to_the_last_stored() {
     );
     let bodies = oldest_first(&store, acc, "f@x").await;
     assert_eq!(bodies, ["a", "b", "c"]);
+}
+
+#[tokio::test]
+async fn summaries_show_the_newest_message_and_unread_count_by_activity() {
+    let (_dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    let msg = |peer: &str, body: &str, ts: i64, direction: Direction| NewMessage {
+        account_id: acc,
+        peer: peer.into(),
+        direction,
+        sender: peer.into(),
+        body: body.into(),
+        timestamp: ts,
+        state: MessageState::Received,
+        origin_id: None,
+        stanza_id: None,
+        placement: Placement::Append,
+    };
+    for m in [
+        msg("a@localhost", "a1", 10, Direction::Incoming),
+        msg("b@localhost", "b1", 20, Direction::Incoming),
+        msg("a@localhost", "a2", 30, Direction::Incoming),
+        msg("b@localhost", "b2", 25, Direction::Outgoing),
+    ] {
+        store.insert_message(m).await.unwrap();
+    }
+    store
+        .conversation(acc, "empty@localhost".into())
+        .await
+        .unwrap();
+    let all = store.conversation_summaries(acc).await.unwrap();
+    let seen: Vec<_> = all
+        .iter()
+        .map(|s| {
+            (
+                s.conversation.peer.as_str(),
+                s.last.as_ref().map(|m| m.body.as_str()),
+                s.conversation.unread,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a@localhost", Some("a2"), 2),
+            ("b@localhost", Some("b2"), 1),
+            ("empty@localhost", None, 0)
+        ]
+    );
+    let last = all[0].last.as_ref().unwrap();
+    assert_eq!(last.peer, "a@localhost");
+    assert_eq!(last.direction, Direction::Incoming);
+}
+
+#[tokio::test]
+async fn only_a_failed_outgoing_message_goes_back_to_the_outbox() {
+    let (_dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    let other = store
+        .upsert_account(account("other@localhost"))
+        .await
+        .unwrap();
+    let m = NewMessage {
+        account_id: acc,
+        peer: "friend@localhost".into(),
+        direction: Direction::Outgoing,
+        sender: "demo@localhost".into(),
+        body: "try again".into(),
+        timestamp: 1,
+        state: MessageState::Pending,
+        origin_id: Some("o1".into()),
+        stanza_id: None,
+        placement: Placement::Append,
+    };
+    let id = store.insert_message(m).await.unwrap().unwrap().id;
+    assert_eq!(
+        store.retry_message(acc, id).await.unwrap(),
+        None,
+        "not failed"
+    );
+    store
+        .set_message_state(id, MessageState::Failed)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.retry_message(other, id).await.unwrap(),
+        None,
+        "another account's message"
+    );
+    let entry = store.retry_message(acc, id).await.unwrap().unwrap();
+    assert_eq!((entry.message_id, entry.body.as_str()), (id, "try again"));
+    assert_eq!(store.outbox(acc).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_pinned_certificate_is_kept_with_the_account() {
+    let (_dir, store) = open().await;
+    let mut a = account("demo@localhost");
+    a.pinned_cert = Some("ab".repeat(32));
+    store.upsert_account(a.clone()).await.unwrap();
+    let back = store
+        .account("demo@localhost".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.pinned_cert, a.pinned_cert);
 }

@@ -378,6 +378,7 @@ VirtualHost "othername.test"
             direct_tls: false,
             extra_ca: Some(self.ca_path().display().to_string()),
             enabled: true,
+            pinned_cert: None,
         }
     }
 }

@@ -167,6 +167,7 @@ async fn main() -> ExitCode {
                 direct_tls: false,
                 extra_ca: arg(&args, "--ca"),
                 enabled: true,
+                pinned_cert: None,
             };
             prepare_home(Path::new(&home), account, &password).await
         }

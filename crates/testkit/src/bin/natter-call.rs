@@ -149,6 +149,7 @@ async fn run(o: Options) -> Result<bool, String> {
         direct_tls: false,
         extra_ca: o.ca.clone(),
         enabled: true,
+        pinned_cert: None,
     };
     account.id = store
         .upsert_account(account.clone())
