@@ -14,7 +14,7 @@ PACKAGES="
   prosody lua-unbound lua-sec lua-event lua-zlib openssl
   xvfb xdotool x11-utils imagemagick dbus dbus-x11
   desktop-file-utils appstream libglib2.0-bin
-  python3 python3-slixmpp python3-aiortc
+  python3 python3-slixmpp python3-aiortc python3-gi
   coturn
 "
 

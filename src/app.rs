@@ -1,253 +1,746 @@
-//! The main window. This is the foundation's minimal window: account state, contacts
-//! and a simple chat pane; the full chat UI (virtualised lists, sign-in) builds on it.
+//! The main window: sign-in, the conversation list and the chat, side by side in an
+//! AdwLeaflet (one pane at a time when narrow). Everything network- or disk-bound goes
+//! through a `SessionHandle` on the session runtime; this thread only renders.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use adw::prelude::*;
-use natter_core::store::{Contact, Direction, Message, MessageState};
-use natter_core::{AccountEvent, ConnectionState, Event, SessionError, SessionHandle};
+use natter_core::store::{Contact, ConversationSummary, Direction, Message};
+use natter_core::{
+    AccountEvent, Availability, ConnectError, ConnectionState, Event, ResourcePresence,
+    SessionError, SessionHandle, SubscriptionAction,
+};
+use relm4::gtk::{gio, glib};
 use relm4::{adw, gtk, Component, ComponentParts, ComponentSender};
 
-use crate::backend;
+use crate::backend::{self, SignInError, Started, StartedAccounts};
 use crate::i18n::tr;
+use crate::settings::Settings;
+use crate::ui::avatar::{Avatar, Dot};
+use crate::ui::composer::Composer;
+use crate::ui::conversations::{ConvKey, ConvRow, ConversationList};
+use crate::ui::signin::{self, SignInForm, SignInPage};
+use crate::ui::timeline::Timeline;
+use crate::ui::{dialogs, format};
+
+/// Messages per history page.
+const PAGE: u32 = 60;
+
+/// The user's own status, as the selector shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnStatus {
+    Available,
+    Away,
+    Busy,
+    Offline,
+}
+
+impl OwnStatus {
+    fn availability(self) -> Option<Availability> {
+        match self {
+            OwnStatus::Available => Some(Availability::Available),
+            OwnStatus::Away => Some(Availability::Away),
+            OwnStatus::Busy => Some(Availability::DoNotDisturb),
+            OwnStatus::Offline => None,
+        }
+    }
+
+    fn words(self) -> String {
+        match self {
+            OwnStatus::Available => tr("Available"),
+            OwnStatus::Away => tr("Away"),
+            OwnStatus::Busy => tr("Busy"),
+            OwnStatus::Offline => tr("Offline"),
+        }
+    }
+
+    fn dot(self) -> Dot {
+        match self {
+            OwnStatus::Available => Dot::Available,
+            OwnStatus::Away => Dot::Away,
+            OwnStatus::Busy => Dot::Busy,
+            OwnStatus::Offline => Dot::None,
+        }
+    }
+}
+
+fn dot_of(p: &ResourcePresence) -> Dot {
+    match p.availability {
+        Availability::Available | Availability::Chat => Dot::Available,
+        Availability::Away | Availability::ExtendedAway => Dot::Away,
+        Availability::DoNotDisturb => Dot::Busy,
+    }
+}
+
+fn availability_words(a: Availability) -> String {
+    match a {
+        Availability::Available | Availability::Chat => tr("Available"),
+        Availability::Away => tr("Away"),
+        Availability::ExtendedAway => tr("Away for a while"),
+        Availability::DoNotDisturb => tr("Busy"),
+    }
+}
+
+struct AccountState {
+    handle: SessionHandle,
+    state: ConnectionState,
+    contacts: BTreeMap<String, Contact>,
+    presences: HashMap<String, BTreeMap<String, ResourcePresence>>,
+    /// The user chose "Offline": no reconnecting, no error banner.
+    offline_by_choice: bool,
+}
+
+impl AccountState {
+    fn new(handle: SessionHandle) -> AccountState {
+        AccountState {
+            handle,
+            state: ConnectionState::Connecting,
+            contacts: BTreeMap::new(),
+            presences: HashMap::new(),
+            offline_by_choice: false,
+        }
+    }
+
+    fn name_of(&self, jid: &str) -> String {
+        self.contacts
+            .get(jid)
+            .and_then(|c| c.name.clone())
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| jid.to_owned())
+    }
+
+    /// The best presence of a contact (for the avatar dot).
+    fn dot_of(&self, jid: &str) -> Dot {
+        self.presences
+            .get(jid)
+            .and_then(|r| r.values().max_by_key(|p| (p.priority, dot_rank(dot_of(p)))))
+            .map_or(Dot::None, dot_of)
+    }
+}
+
+fn dot_rank(d: Dot) -> u8 {
+    match d {
+        Dot::Available => 3,
+        Dot::Away => 2,
+        Dot::Busy => 1,
+        Dot::None => 0,
+    }
+}
 
 pub struct App {
-    handle: Option<SessionHandle>,
-    contacts: BTreeMap<String, Contact>,
-    online: BTreeMap<String, usize>,
-    selected: Option<String>,
-    messages: Vec<Message>,
-    status: String,
+    accounts: BTreeMap<i64, AccountState>,
+    current: Option<ConvKey>,
+    drafts: HashMap<ConvKey, String>,
+    requests: VecDeque<(i64, String)>,
+    signing_in: bool,
+    /// The certificate the user chose to trust while signing in (address, SHA-256), so
+    /// that a retry after a wrong password does not ask again.
+    trusted: Option<(String, String)>,
+    status: OwnStatus,
+    status_text: String,
+    settings: Settings,
+    opened_at: Option<Instant>,
+    started_at: i64,
 }
 
 #[derive(Debug)]
 pub enum Input {
-    Select(String),
+    Open(ConvKey),
+    OpenTarget(String),
+    Back,
     Send,
+    Retry(i64),
+    LoadOlder,
+    SignIn,
+    SignInCancel,
+    SignInTrusted(SignInForm, String),
+    AddAccount,
+    RemoveAccount(String),
+    RemoveAccountConfirmed(i64),
+    StartChat(i64, String),
+    AddContact(i64, String, String),
+    ShowStartChat,
+    ShowAddContact,
+    ContactDetails,
+    RemoveContact,
+    RemoveContactConfirmed(ConvKey),
+    SetStatus(OwnStatus),
+    Reconnect,
+    AnswerRequest(bool),
+    WindowActive,
+    About,
 }
 
 #[derive(Debug)]
 pub enum Command {
-    Started(Result<Option<SessionHandle>, String>),
+    Started(Result<StartedAccounts, String>),
     Event(Box<AccountEvent>),
-    History(String, Result<Vec<Message>, SessionError>),
-    Sent(Result<Message, SessionError>),
-    Read(Result<(), SessionError>),
+    Summaries(i64, Result<Vec<ConversationSummary>, SessionError>),
+    History {
+        key: ConvKey,
+        older: bool,
+        result: Result<Vec<Message>, SessionError>,
+    },
+    SignedIn(
+        Box<Result<(Started, Vec<AccountEvent>), SignInError>>,
+        SignInForm,
+    ),
+    Restarted(i64, Result<Started, String>),
+    AccountRemoved(i64, Result<(), String>),
+    Presences(ConvKey, Vec<(String, ResourcePresence)>),
+    /// An action finished; `Err` is shown as a toast.
+    Done(Result<(), String>),
 }
-
-/// What a contact row shows: name and whether any resource is online.
-type ContactInfo = Rc<RefCell<HashMap<String, (String, bool)>>>;
 
 pub struct Widgets {
-    title: adw::WindowTitle,
-    contact_info: ContactInfo,
-    positions: HashMap<String, u32>,
-    labels: HashMap<i64, gtk::Label>,
+    window: adw::ApplicationWindow,
+    toasts: adw::ToastOverlay,
     stack: gtk::Stack,
-    empty: adw::StatusPage,
-    contacts: gtk::StringList,
+    signin: SignInPage,
+    leaflet: adw::Leaflet,
+    sidebar_page: gtk::Box,
+    content_page: gtk::Box,
+    conversations: ConversationList,
+    own_avatar: Avatar,
+    status_checks: Vec<(OwnStatus, gtk::CheckButton)>,
+    status_entry: gtk::Entry,
+    status_button: gtk::MenuButton,
+    conn_banner: gtk::Revealer,
+    conn_label: gtk::Label,
+    conn_button: gtk::Button,
+    request_banner: gtk::Revealer,
+    request_label: gtk::Label,
+    chat_stack: gtk::Stack,
     chat_title: adw::WindowTitle,
-    messages: gtk::ListBox,
-    scroller: gtk::ScrolledWindow,
-    entry: gtk::Entry,
+    chat_avatar: Avatar,
+    timeline: Timeline,
+    composer: Composer,
+    accounts_menu: gio::Menu,
 }
 
-fn connection_text(state: &ConnectionState) -> String {
-    match state {
-        ConnectionState::Connecting => tr("Connecting…"),
-        ConnectionState::Online { .. } => tr("Online"),
-        ConnectionState::Reconnecting { .. } => tr("Reconnecting…"),
-        ConnectionState::Failed(e) => format!("{}: {e}", tr("Not connected")),
-        ConnectionState::Offline => tr("Offline"),
+fn banner(label: &gtk::Label, buttons: &[&gtk::Button], class: &str) -> gtk::Revealer {
+    let bar = gtk::Box::builder()
+        .spacing(12)
+        .css_classes(["natter-banner", class])
+        .build();
+    label.set_hexpand(true);
+    label.set_wrap(true);
+    label.set_xalign(0.0);
+    bar.append(label);
+    for b in buttons {
+        b.set_valign(gtk::Align::Center);
+        bar.append(*b);
     }
-}
-
-fn state_text(m: &Message) -> &'static str {
-    match (m.direction, m.state) {
-        (Direction::Incoming, _) => "",
-        (_, MessageState::Pending) => "🕓",
-        (_, MessageState::Sent) => "✓",
-        (_, MessageState::Acked) => "✓✓",
-        (_, MessageState::Failed) => "⚠",
-        (_, MessageState::Received) => "",
-    }
+    gtk::Revealer::builder()
+        .child(&bar)
+        .transition_type(gtk::RevealerTransitionType::SlideDown)
+        .build()
 }
 
 impl App {
-    fn load_history(&self, sender: &ComponentSender<Self>) {
-        let (Some(handle), Some(peer)) = (self.handle.clone(), self.selected.clone()) else {
+    fn handle(&self, account_id: i64) -> Option<SessionHandle> {
+        self.accounts.get(&account_id).map(|a| a.handle.clone())
+    }
+
+    fn default_account(&self) -> Option<i64> {
+        self.current
+            .as_ref()
+            .map(|k| k.account_id)
+            .or_else(|| self.accounts.keys().next().copied())
+    }
+
+    fn name_of(&self, key: &ConvKey) -> String {
+        self.accounts
+            .get(&key.account_id)
+            .map_or_else(|| key.peer.clone(), |a| a.name_of(&key.peer))
+    }
+
+    fn new_row(&self, key: &ConvKey) -> ConvRow {
+        ConvRow {
+            key: key.clone(),
+            name: self.name_of(key),
+            preview: String::new(),
+            last_activity: 0,
+            unread: 0,
+            dot: self
+                .accounts
+                .get(&key.account_id)
+                .map_or(Dot::None, |a| a.dot_of(&key.peer)),
+        }
+    }
+
+    fn adopt(&mut self, started: Started, w: &mut Widgets, sender: &ComponentSender<Self>) {
+        let Started { handle, mut events } = started;
+        let account_id = handle.account_id();
+        let mut state = AccountState::new(handle.clone());
+        if let Some(old) = self.accounts.remove(&account_id) {
+            state.contacts = old.contacts;
+        }
+        self.accounts.insert(account_id, state);
+        sender.command(move |out, shutdown| {
+            shutdown
+                .register(async move {
+                    while let Some(ev) = events.recv().await {
+                        if out.send(Command::Event(Box::new(ev))).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .drop_on_shutdown()
+        });
+        let h = handle.clone();
+        sender.oneshot_command(
+            async move { Command::Summaries(account_id, h.conversations().await) },
+        );
+        if let (Some(a), false) = (
+            self.status.availability(),
+            self.status == OwnStatus::Available && self.status_text.is_empty(),
+        ) {
+            let text = Some(self.status_text.clone()).filter(|t| !t.is_empty());
+            sender.oneshot_command(async move {
+                Command::Done(
+                    handle
+                        .set_presence(Some(a), text, 0)
+                        .await
+                        .map_err(|e| e.to_string()),
+                )
+            });
+        }
+        self.refresh_accounts_menu(w);
+        self.refresh_banner(w);
+        w.stack.set_visible_child_name("main");
+    }
+
+    fn refresh_accounts_menu(&self, w: &Widgets) {
+        w.accounts_menu.remove_all();
+        for a in self.accounts.values() {
+            let jid = a.handle.jid().to_owned();
+            let item = gio::MenuItem::new(Some(&format!("{} {jid}…", tr("Remove"))), None);
+            item.set_action_and_target_value(Some("app.remove-account"), Some(&jid.to_variant()));
+            w.accounts_menu.append_item(&item);
+        }
+        let jids: Vec<_> = self
+            .accounts
+            .values()
+            .map(|a| a.handle.jid().to_owned())
+            .collect();
+        w.own_avatar.set(
+            jids.first().map_or("", |s| s.as_str()),
+            jids.first().map_or("?", |s| s.as_str()),
+            self.status.dot(),
+        );
+        w.status_button.set_tooltip_text(Some(&format!(
+            "{} — {}",
+            jids.join(", "),
+            self.status.words()
+        )));
+    }
+
+    /// The connection banner: the first account that is not online, in words.
+    fn refresh_banner(&self, w: &Widgets) {
+        let mut text = None;
+        let mut retry = false;
+        for a in self.accounts.values() {
+            let jid = a.handle.jid();
+            let t = match &a.state {
+                ConnectionState::Online { .. } => continue,
+                _ if a.offline_by_choice => Some((tr("You are offline."), false, tr("Go Online"))),
+                ConnectionState::Connecting => {
+                    Some((format!("{} {jid}…", tr("Connecting")), false, String::new()))
+                }
+                ConnectionState::Reconnecting { error, retry_in } => {
+                    let why = error.as_ref().map(signin::error_words).unwrap_or_default();
+                    let when = retry_in
+                        .map(|d| format!(" {} {} s.", tr("Trying again in"), d.as_secs().max(1)))
+                        .unwrap_or_default();
+                    Some((
+                        format!("{} {jid}. {why}{when}", tr("Not connected:")),
+                        true,
+                        tr("Retry"),
+                    ))
+                }
+                ConnectionState::Failed(e) => Some((
+                    format!("{} {jid}: {}", tr("Cannot sign in"), signin::error_words(e)),
+                    true,
+                    tr("Retry"),
+                )),
+                ConnectionState::Offline => {
+                    Some((format!("{} {jid}.", tr("Offline:")), true, tr("Connect")))
+                }
+            };
+            if let Some((t, r, label)) = t {
+                retry = r || a.offline_by_choice;
+                w.conn_button.set_label(&label);
+                text = Some(t);
+                break;
+            }
+        }
+        match text {
+            Some(t) => {
+                w.conn_label.set_label(&t);
+                w.conn_button.set_visible(retry);
+                w.conn_banner.set_reveal_child(true);
+            }
+            None => w.conn_banner.set_reveal_child(false),
+        }
+    }
+
+    fn refresh_request(&self, w: &Widgets) {
+        match self.requests.front() {
+            Some((_, from)) => {
+                w.request_label.set_label(&format!(
+                    "{from} {}",
+                    tr("wants to add you as a contact and see when you are online.")
+                ));
+                w.request_banner.set_reveal_child(true);
+            }
+            None => w.request_banner.set_reveal_child(false),
+        }
+    }
+
+    fn load_history(
+        &self,
+        key: &ConvKey,
+        older: bool,
+        w: &Widgets,
+        sender: &ComponentSender<Self>,
+    ) {
+        let Some(handle) = self.handle(key.account_id) else {
             return;
         };
+        let before = if older { w.timeline.cursor() } else { None };
+        let key = key.clone();
         sender.oneshot_command(async move {
-            let page = handle.history(&peer, None, 50).await;
-            Command::History(peer, page)
+            let result = handle.history(&key.peer, before, PAGE).await;
+            Command::History { key, older, result }
         });
     }
 
-    fn contact_title(&self, jid: &str) -> String {
-        self.contacts
-            .get(jid)
-            .and_then(|c| c.name.clone())
-            .unwrap_or_else(|| jid.to_owned())
-    }
-
-    /// Adds or refreshes one contact: the list is virtualised (only visible rows exist),
-    /// and an update rebinds just that row.
-    fn show_contact(&self, w: &mut Widgets, jid: &str) {
-        let online = self.online.get(jid).copied().unwrap_or(0) > 0;
-        w.contact_info
-            .borrow_mut()
-            .insert(jid.to_owned(), (self.contact_title(jid), online));
-        match w.positions.get(jid) {
-            Some(&pos) => w.contacts.splice(pos, 1, &[jid]),
-            None => {
-                w.positions.insert(jid.to_owned(), w.contacts.n_items());
-                w.contacts.append(jid);
-            }
+    fn mark_read(&self, key: &ConvKey, w: &mut Widgets, sender: &ComponentSender<Self>) {
+        let unread = w.conversations.get(key).is_some_and(|r| r.unread > 0);
+        w.conversations.update(key, |r| r.unread = 0);
+        crate::notify::withdraw(key);
+        if !unread {
+            return;
+        }
+        if let Some(handle) = self.handle(key.account_id) {
+            let peer = key.peer.clone();
+            sender.oneshot_command(async move {
+                Command::Done(handle.mark_read(&peer).await.map_err(|e| e.to_string()))
+            });
         }
     }
 
-    fn remove_contact_row(w: &mut Widgets, jid: &str) {
-        if let Some(pos) = w.positions.remove(jid) {
-            w.contacts.remove(pos);
-            w.contact_info.borrow_mut().remove(jid);
-            for p in w.positions.values_mut() {
-                if *p > pos {
-                    *p -= 1;
-                }
-            }
-        }
-    }
-
-    fn message_text(m: &Message) -> String {
-        format!("{} {}", m.body, state_text(m))
-            .trim_end()
-            .to_owned()
-    }
-
-    fn append_message(w: &mut Widgets, m: &Message) {
-        let label = gtk::Label::builder()
-            .label(Self::message_text(m))
-            .wrap(true)
-            .selectable(true)
-            .xalign(if m.direction == Direction::Outgoing {
-                1.0
+    fn open(&mut self, key: ConvKey, w: &mut Widgets, sender: &ComponentSender<Self>) {
+        if let Some(old) = self.current.take() {
+            let draft = w.composer.draft();
+            if draft.trim().is_empty() {
+                self.drafts.remove(&old);
             } else {
-                0.0
-            })
-            .margin_start(12)
-            .margin_end(12)
-            .margin_top(4)
-            .margin_bottom(4)
-            .build();
-        w.messages.append(&label);
-        w.labels.insert(m.id, label);
-    }
-
-    fn show_messages(&self, w: &mut Widgets) {
-        while let Some(row) = w.messages.row_at_index(0) {
-            w.messages.remove(&row);
+                self.drafts.insert(old, draft);
+            }
         }
-        w.labels.clear();
-        for m in &self.messages {
-            Self::append_message(w, m);
+        if w.conversations.get(&key).is_none() {
+            let row = self.new_row(&key);
+            w.conversations.upsert(&key, || row, |_| {});
         }
-        Self::scroll_to_end(w);
+        self.opened_at = Some(Instant::now());
+        self.current = Some(key.clone());
+        w.conversations.select(Some(key.clone()));
+        self.show_chat_header(&key, w);
+        w.composer
+            .set_draft(self.drafts.get(&key).map_or("", |s| s.as_str()));
+        w.timeline.clear();
+        w.timeline.loading = true;
+        w.chat_stack.set_visible_child_name("chat");
+        w.leaflet.set_visible_child(&w.content_page);
+        w.composer.text.grab_focus();
+        self.load_history(&key, false, w, sender);
+        if Self::chat_visible(w) {
+            self.mark_read(&key, w, sender);
+        }
     }
 
-    fn scroll_to_end(w: &Widgets) {
-        let adj = w.scroller.vadjustment();
-        // After layout, so the new row counts in the height.
-        relm4::gtk::glib::idle_add_local_once(move || adj.set_value(adj.upper()));
+    fn show_chat_header(&self, key: &ConvKey, w: &Widgets) {
+        let name = self.name_of(key);
+        let (dot, subtitle) = match self.accounts.get(&key.account_id) {
+            Some(a) => {
+                let best = a
+                    .presences
+                    .get(&key.peer)
+                    .and_then(|r| r.values().max_by_key(|p| p.priority));
+                let words = match best {
+                    Some(p) => match &p.status {
+                        Some(s) if !s.is_empty() => {
+                            format!("{} — {s}", availability_words(p.availability))
+                        }
+                        _ => availability_words(p.availability),
+                    },
+                    None if name != key.peer => key.peer.clone(),
+                    None => String::new(),
+                };
+                (a.dot_of(&key.peer), words)
+            }
+            None => (Dot::None, String::new()),
+        };
+        w.chat_title.set_title(&name);
+        w.chat_title.set_subtitle(&subtitle);
+        w.chat_avatar.set(&key.peer, &name, dot);
     }
 
-    fn on_event(&mut self, ev: Event, w: &mut Widgets) {
-        match ev {
+    fn on_event(&mut self, ev: AccountEvent, w: &mut Widgets, sender: &ComponentSender<Self>) {
+        let account_id = ev.account_id;
+        let Some(account) = self.accounts.get_mut(&account_id) else {
+            return;
+        };
+        match ev.event {
             // The call window is its own issue; until it lands the app neither rings nor
             // places calls (the engine is reachable through `natter-call`).
             Event::Call(_) => {}
             Event::Connection(state) => {
-                self.status = connection_text(&state);
-                w.title.set_subtitle(&self.status);
+                let online = matches!(state, ConnectionState::Online { .. });
+                account.state = state;
+                if online {
+                    account.offline_by_choice = false;
+                }
+                self.refresh_banner(w);
             }
             Event::Roster(contacts) => {
-                let fresh: BTreeMap<_, _> =
-                    contacts.into_iter().map(|c| (c.jid.clone(), c)).collect();
-                let gone: Vec<_> = self
-                    .contacts
-                    .keys()
-                    .filter(|j| !fresh.contains_key(*j))
-                    .cloned()
-                    .collect();
-                for jid in gone {
-                    Self::remove_contact_row(w, &jid);
-                }
-                self.contacts = fresh;
-                let jids: Vec<_> = self.contacts.keys().cloned().collect();
+                account.contacts = contacts.into_iter().map(|c| (c.jid.clone(), c)).collect();
+                let jids: Vec<_> = account.contacts.keys().cloned().collect();
                 for jid in jids {
-                    self.show_contact(w, &jid);
+                    self.show_contact(account_id, &jid, w);
                 }
             }
             Event::RosterItem(c) => {
                 let jid = c.jid.clone();
-                self.contacts.insert(jid.clone(), c);
-                self.show_contact(w, &jid);
+                account.contacts.insert(jid.clone(), c);
+                self.show_contact(account_id, &jid, w);
             }
             Event::RosterRemoved { jid } => {
-                self.contacts.remove(&jid);
-                Self::remove_contact_row(w, &jid);
+                account.contacts.remove(&jid);
+                self.show_contact(account_id, &jid, w);
             }
-            Event::Presence { jid, presence, .. } => {
-                let n = self.online.entry(jid.clone()).or_default();
-                if presence.is_some() {
-                    *n += 1;
-                } else {
-                    *n = n.saturating_sub(1);
+            Event::Presence {
+                jid,
+                resource,
+                presence,
+            } => {
+                let entry = account.presences.entry(jid.clone()).or_default();
+                match presence {
+                    Some(p) => {
+                        entry.insert(resource, p);
+                    }
+                    None => {
+                        entry.remove(&resource);
+                    }
                 }
-                if w.positions.contains_key(&jid) {
-                    self.show_contact(w, &jid);
+                let dot = account.dot_of(&jid);
+                let key = ConvKey {
+                    account_id,
+                    peer: jid,
+                };
+                w.conversations.update(&key, |r| r.dot = dot);
+                if self.current.as_ref() == Some(&key) {
+                    self.show_chat_header(&key, w);
                 }
             }
-            Event::SubscriptionRequest { .. } => {}
-            Event::Message(m) => {
-                if !w.positions.contains_key(&m.peer) {
-                    self.show_contact(w, &m.peer);
-                }
-                if self.selected.as_deref() == Some(m.peer.as_str())
-                    && !w.labels.contains_key(&m.id)
+            Event::SubscriptionRequest { from } => {
+                tracing::info!(%from, "subscription request");
+                if !self
+                    .requests
+                    .iter()
+                    .any(|(a, f)| *a == account_id && *f == from)
                 {
-                    Self::append_message(w, &m);
-                    Self::scroll_to_end(w);
-                    self.messages.push(m);
+                    self.requests.push_back((account_id, from));
                 }
+                self.refresh_request(w);
             }
-            Event::MessageState { id, state } => {
-                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
-                    m.state = state;
-                    if let Some(label) = w.labels.get(&id) {
-                        label.set_label(&Self::message_text(m));
+            Event::Message(m) => self.on_message(account_id, m, w, sender),
+            Event::MessageState { id, state } => w.timeline.set_state(id, state),
+        }
+    }
+
+    fn show_contact(&mut self, account_id: i64, jid: &str, w: &mut Widgets) {
+        let key = ConvKey {
+            account_id,
+            peer: jid.to_owned(),
+        };
+        let name = self.name_of(&key);
+        let row = self.new_row(&key);
+        w.conversations.upsert(&key, || row, |r| r.name = name);
+        if self.current.as_ref() == Some(&key) {
+            self.show_chat_header(&key, w);
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        account_id: i64,
+        m: Message,
+        w: &mut Widgets,
+        sender: &ComponentSender<Self>,
+    ) {
+        let key = ConvKey {
+            account_id,
+            peer: m.peer.clone(),
+        };
+        let open = self.current.as_ref() == Some(&key);
+        let seen = open && Self::chat_visible(w);
+        let incoming = m.direction == Direction::Incoming;
+        let row = self.new_row(&key);
+        let (preview, ts) = (format::preview(&m.body), m.timestamp);
+        w.conversations.upsert(
+            &key,
+            || row,
+            |r| {
+                if ts >= r.last_activity {
+                    r.preview = preview;
+                    r.last_activity = ts;
+                }
+                if incoming && !seen {
+                    r.unread += 1;
+                }
+            },
+        );
+        if open && !w.timeline.loading {
+            w.timeline.insert(m.clone());
+            if !incoming {
+                w.timeline.scroll_to_bottom();
+            }
+        }
+        if incoming && seen {
+            if let Some(handle) = self.handle(account_id) {
+                let peer = key.peer.clone();
+                sender.oneshot_command(async move {
+                    Command::Done(handle.mark_read(&peer).await.map_err(|e| e.to_string()))
+                });
+            }
+        }
+        // Recent messages only: a first sync of a long archive does not ring.
+        let recent = m.timestamp >= self.started_at - 10 * 60 * 1000;
+        if incoming && !seen && recent && self.settings.notifications() {
+            let unread = w.conversations.get(&key).map_or(1, |r| r.unread);
+            crate::notify::message(&key, &self.name_of(&key), &m.body, unread);
+        }
+    }
+
+    fn set_status(&mut self, status: OwnStatus, w: &mut Widgets, sender: &ComponentSender<Self>) {
+        self.status = status;
+        self.status_text = w.status_entry.text().trim().to_owned();
+        for (s, check) in &w.status_checks {
+            if *s == status && !check.is_active() {
+                check.set_active(true);
+            }
+        }
+        let text = Some(self.status_text.clone()).filter(|t| !t.is_empty());
+        let ids: Vec<i64> = self.accounts.keys().copied().collect();
+        for id in ids {
+            let Some(a) = self.accounts.get_mut(&id) else {
+                continue;
+            };
+            let handle = a.handle.clone();
+            match status.availability() {
+                None => {
+                    a.offline_by_choice = true;
+                    sender.oneshot_command(async move {
+                        Command::Done(handle.disconnect().await.map_err(|e| e.to_string()))
+                    });
+                }
+                Some(avail) => {
+                    let stopped = a.offline_by_choice
+                        || matches!(
+                            a.state,
+                            ConnectionState::Offline | ConnectionState::Failed(_)
+                        );
+                    if stopped {
+                        a.offline_by_choice = false;
+                        a.state = ConnectionState::Connecting;
+                        sender.oneshot_command(async move {
+                            Command::Restarted(id, backend::restart_session(id).await)
+                        });
+                    } else {
+                        let text = text.clone();
+                        sender.oneshot_command(async move {
+                            Command::Done(
+                                handle
+                                    .set_presence(Some(avail), text, 0)
+                                    .await
+                                    .map_err(|e| e.to_string()),
+                            )
+                        });
                     }
                 }
             }
         }
+        self.refresh_accounts_menu(w);
+        self.refresh_banner(w);
     }
+
+    /// The chat pane is on screen and the window has the focus: what arrives is read.
+    fn chat_visible(w: &Widgets) -> bool {
+        w.window.is_active()
+            && w.chat_stack.visible_child_name().as_deref() == Some("chat")
+            && (!w.leaflet.is_folded()
+                || w.leaflet.visible_child().as_ref() == Some(w.content_page.upcast_ref()))
+    }
+
+    fn toast(w: &Widgets, text: &str) {
+        w.toasts.add_toast(adw::Toast::new(text));
+    }
+}
+
+fn install_actions(sender: &ComponentSender<App>) {
+    let app = relm4::main_application();
+    let simple = |name: &str, input: fn() -> Input| {
+        let action = gio::SimpleAction::new(name, None);
+        let s = sender.clone();
+        action.connect_activate(move |_, _| s.input(input()));
+        app.add_action(&action);
+    };
+    simple("add-account", || Input::AddAccount);
+    simple("start-chat", || Input::ShowStartChat);
+    simple("add-contact", || Input::ShowAddContact);
+    simple("contact-details", || Input::ContactDetails);
+    simple("remove-contact", || Input::RemoveContact);
+    simple("about", || Input::About);
+    let s = sender.clone();
+    let remove = gio::SimpleAction::new("remove-account", Some(glib::VariantTy::STRING));
+    remove.connect_activate(move |_, target| {
+        if let Some(jid) = target.and_then(|t| t.str()) {
+            s.input(Input::RemoveAccount(jid.to_owned()));
+        }
+    });
+    app.add_action(&remove);
+    let s = sender.clone();
+    let open = gio::SimpleAction::new("open-conversation", Some(glib::VariantTy::STRING));
+    open.connect_activate(move |_, target| {
+        if let Some(t) = target.and_then(|t| t.str()) {
+            s.input(Input::OpenTarget(t.to_owned()));
+        }
+    });
+    app.add_action(&open);
+    let search = gio::SimpleAction::new("search", None);
+    app.add_action(&search);
+    app.set_accels_for_action("app.start-chat", &["<Control>n"]);
+    app.set_accels_for_action("app.search", &["<Control>f", "<Control>k"]);
+    app.set_accels_for_action("window.close", &["<Control>w"]);
 }
 
 impl Component for App {
     type CommandOutput = Command;
     type Input = Input;
     type Output = ();
-    type Init = tokio::task::JoinHandle<Result<Option<backend::Started>, String>>;
+    type Init = tokio::task::JoinHandle<Result<StartedAccounts, String>>;
     type Root = adw::ApplicationWindow;
     type Widgets = Widgets;
 
     fn init_root() -> Self::Root {
         adw::ApplicationWindow::builder()
             .title("Natter")
-            .default_width(900)
-            .default_height(640)
+            .width_request(360)
+            .height_request(400)
             .build()
     }
 
@@ -256,299 +749,810 @@ impl Component for App {
         root: Self::Root,
         sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
-        let title = adw::WindowTitle::new("Natter", &tr("Starting…"));
-        let header = adw::HeaderBar::builder().title_widget(&title).build();
+        let settings = Settings::new();
+        settings.restore_window(&root);
+        crate::perf::watch_frames(&root);
+        install_actions(&sender);
 
-        let empty = adw::StatusPage::builder()
-            .icon_name("user-available-symbolic")
-            .title(tr("No Account"))
-            .description(tr("Natter has no account yet."))
-            .vexpand(true)
-            .build();
+        // Sign-in page.
+        let s = sender.clone();
+        let signin = SignInPage::new(move || s.input(Input::SignIn));
+        let s = sender.clone();
+        signin
+            .cancel
+            .connect_clicked(move |_| s.input(Input::SignInCancel));
 
-        let contacts = gtk::StringList::new(&[]);
-        let contact_info: ContactInfo = Rc::default();
-        let factory = gtk::SignalListItemFactory::new();
-        factory.connect_setup(|_, item| {
-            let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
-                return;
-            };
-            let name = gtk::Label::builder().xalign(0.0).build();
-            let state = gtk::Label::builder()
-                .xalign(0.0)
-                .css_classes(["dim-label", "caption"])
-                .build();
-            let row = gtk::Box::builder()
-                .orientation(gtk::Orientation::Vertical)
-                .spacing(2)
-                .margin_start(12)
-                .margin_end(12)
-                .margin_top(8)
-                .margin_bottom(8)
-                .build();
-            row.append(&name);
-            row.append(&state);
-            item.set_child(Some(&row));
-        });
-        let info = contact_info.clone();
-        factory.connect_bind(move |_, item| {
-            let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
-                return;
-            };
-            let Some(jid) = item
-                .item()
-                .and_then(|o| o.downcast::<gtk::StringObject>().ok())
-                .map(|o| o.string().to_string())
-            else {
-                return;
-            };
-            let Some(row) = item.child().and_then(|c| c.downcast::<gtk::Box>().ok()) else {
-                return;
-            };
-            let (title, online) = info
-                .borrow()
-                .get(&jid)
-                .cloned()
-                .unwrap_or_else(|| (jid.clone(), false));
-            let name = row
-                .first_child()
-                .and_then(|c| c.downcast::<gtk::Label>().ok());
-            let state = row
-                .last_child()
-                .and_then(|c| c.downcast::<gtk::Label>().ok());
-            if let (Some(name), Some(state)) = (name, state) {
-                name.set_label(&title);
-                state.set_label(&if online {
-                    tr("Available")
-                } else {
-                    tr("Offline")
+        // Sidebar.
+        let s = sender.clone();
+        let conversations = ConversationList::new(move |key| s.input(Input::Open(key)));
+        let f = conversations.filter_entry.clone();
+        if let Some(search) = relm4::main_application().lookup_action("search") {
+            if let Ok(search) = search.downcast::<gio::SimpleAction>() {
+                search.connect_activate(move |_, _| {
+                    f.grab_focus();
                 });
             }
-        });
-        let selection = gtk::SingleSelection::new(Some(contacts.clone()));
-        selection.set_autoselect(false);
-        let contact_view = gtk::ListView::builder()
-            .model(&selection)
-            .factory(&factory)
-            .single_click_activate(true)
-            .css_classes(["navigation-sidebar"])
+        }
+        let own_avatar = Avatar::new(24);
+        let status_box = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .spacing(6)
+            .margin_top(6)
+            .margin_bottom(6)
+            .margin_start(6)
+            .margin_end(6)
+            .build();
+        let mut status_checks = Vec::new();
+        let mut group: Option<gtk::CheckButton> = None;
+        for status in [
+            OwnStatus::Available,
+            OwnStatus::Away,
+            OwnStatus::Busy,
+            OwnStatus::Offline,
+        ] {
+            let check = gtk::CheckButton::with_label(&status.words());
+            if let Some(g) = &group {
+                check.set_group(Some(g));
+            } else {
+                group = Some(check.clone());
+                check.set_active(true);
+            }
+            let s = sender.clone();
+            check.connect_toggled(move |c| {
+                if c.is_active() {
+                    s.input(Input::SetStatus(status));
+                }
+            });
+            status_box.append(&check);
+            status_checks.push((status, check));
+        }
+        let status_entry = gtk::Entry::builder()
+            .placeholder_text(tr("Status message"))
             .build();
         let s = sender.clone();
-        contact_view.connect_activate(move |view, pos| {
-            let jid = view
-                .model()
-                .and_then(|m| m.item(pos))
-                .and_then(|o| o.downcast::<gtk::StringObject>().ok())
-                .map(|o| o.string().to_string());
-            if let Some(jid) = jid {
-                s.input(Input::Select(jid));
+        let checks = status_checks.clone();
+        status_entry.connect_activate(move |_| {
+            if let Some((st, _)) = checks.iter().find(|(_, c)| c.is_active()) {
+                s.input(Input::SetStatus(*st));
             }
         });
-        let contacts_scroller = gtk::ScrolledWindow::builder()
-            .child(&contact_view)
-            .width_request(260)
-            .hscrollbar_policy(gtk::PolicyType::Never)
+        status_box.append(&status_entry);
+        let status_popover = gtk::Popover::builder().child(&status_box).build();
+        let status_button = gtk::MenuButton::builder()
+            .child(own_avatar.widget())
+            .popover(&status_popover)
+            .tooltip_text(tr("Your Status"))
+            .css_classes(["flat", "circular"])
             .build();
 
+        let new_menu = gio::Menu::new();
+        new_menu.append(Some(&tr("Start Chat…")), Some("app.start-chat"));
+        new_menu.append(Some(&tr("Add Contact…")), Some("app.add-contact"));
+        let new_button = gtk::MenuButton::builder()
+            .icon_name("chat-message-new-symbolic")
+            .menu_model(&new_menu)
+            .tooltip_text(tr("New Chat"))
+            .build();
+        let accounts_menu = gio::Menu::new();
+        let main_menu = gio::Menu::new();
+        let first = gio::Menu::new();
+        first.append(Some(&tr("Add Account…")), Some("app.add-account"));
+        main_menu.append_section(None, &first);
+        main_menu.append_section(None, &accounts_menu);
+        let last = gio::Menu::new();
+        if let Some(action) = settings.inner().map(|s| s.create_action("notifications")) {
+            relm4::main_application().add_action(&action);
+            last.append(
+                Some(&tr("Message Notifications")),
+                Some("app.notifications"),
+            );
+        }
+        last.append(Some(&tr("About Natter")), Some("app.about"));
+        main_menu.append_section(None, &last);
+        let menu_button = gtk::MenuButton::builder()
+            .icon_name("open-menu-symbolic")
+            .menu_model(&main_menu)
+            .tooltip_text(tr("Main Menu"))
+            .primary(true)
+            .build();
+        let sidebar_header = adw::HeaderBar::builder()
+            .title_widget(&adw::WindowTitle::new("Natter", ""))
+            .build();
+        sidebar_header.pack_start(&status_button);
+        sidebar_header.pack_end(&menu_button);
+        sidebar_header.pack_end(&new_button);
+
+        let conn_label = gtk::Label::new(None);
+        let conn_button = gtk::Button::with_label(&tr("Retry"));
+        let s = sender.clone();
+        conn_button.connect_clicked(move |_| s.input(Input::Reconnect));
+        let conn_banner = banner(&conn_label, &[&conn_button], "warning");
+
+        let sidebar_page = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .width_request(300)
+            .build();
+        sidebar_page.append(&sidebar_header);
+        sidebar_page.append(&conn_banner);
+        sidebar_page.append(&conversations.root);
+
+        // Chat.
         let chat_title = adw::WindowTitle::new("", "");
-        let messages = gtk::ListBox::builder()
-            .selection_mode(gtk::SelectionMode::None)
-            .build();
-        let scroller = gtk::ScrolledWindow::builder()
-            .child(&messages)
-            .vexpand(true)
-            .hscrollbar_policy(gtk::PolicyType::Never)
-            .build();
-        let entry = gtk::Entry::builder()
-            .hexpand(true)
-            .placeholder_text(tr("Write a message…"))
-            .sensitive(false)
+        let chat_avatar = Avatar::new(32);
+        let back = gtk::Button::builder()
+            .icon_name("go-previous-symbolic")
+            .tooltip_text(tr("Back"))
             .build();
         let s = sender.clone();
-        entry.connect_activate(move |_| s.input(Input::Send));
-        let send = gtk::Button::builder()
-            .icon_name("mail-send-symbolic")
-            .tooltip_text(tr("Send"))
+        back.connect_clicked(move |_| s.input(Input::Back));
+        let chat_menu = gio::Menu::new();
+        chat_menu.append(Some(&tr("Contact Details")), Some("app.contact-details"));
+        chat_menu.append(Some(&tr("Remove Contact…")), Some("app.remove-contact"));
+        let chat_menu_button = gtk::MenuButton::builder()
+            .icon_name("view-more-symbolic")
+            .menu_model(&chat_menu)
+            .tooltip_text(tr("Conversation Menu"))
+            .build();
+        let chat_header = adw::HeaderBar::builder().title_widget(&chat_title).build();
+        chat_header.pack_start(&back);
+        chat_header.pack_start(chat_avatar.widget());
+        chat_header.pack_end(&chat_menu_button);
+        let s = sender.clone();
+        let s2 = sender.clone();
+        let timeline = Timeline::new(
+            move |id| s.input(Input::Retry(id)),
+            move || s2.input(Input::LoadOlder),
+        );
+        let s = sender.clone();
+        let composer = Composer::new(move || s.input(Input::Send));
+        let chat = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        chat.append(&timeline.root);
+        chat.append(&composer.root);
+        let empty = adw::StatusPage::builder()
+            .icon_name("chat-message-new-symbolic")
+            .title(tr("No Conversation Selected"))
+            .description(tr("Choose a conversation on the left, or start a new one."))
+            .vexpand(true)
+            .build();
+        let chat_stack = gtk::Stack::new();
+        chat_stack.add_named(&empty, Some("empty"));
+        chat_stack.add_named(&chat, Some("chat"));
+        chat_stack.set_visible_child_name("empty");
+        // The avatar and the conversation menu only make sense with a conversation open.
+        for widget in [
+            chat_avatar.widget().upcast_ref::<gtk::Widget>(),
+            chat_menu_button.upcast_ref(),
+        ] {
+            chat_stack
+                .bind_property("visible-child-name", widget, "visible")
+                .transform_to(|_, name: Option<String>| Some(name.as_deref() == Some("chat")))
+                .sync_create()
+                .build();
+        }
+
+        let request_label = gtk::Label::new(None);
+        let accept = gtk::Button::builder()
+            .label(tr("Accept"))
             .css_classes(["suggested-action"])
             .build();
+        let deny = gtk::Button::with_label(&tr("Deny"));
         let s = sender.clone();
-        send.connect_clicked(move |_| s.input(Input::Send));
-        let composer = gtk::Box::builder()
-            .spacing(6)
-            .margin_start(12)
-            .margin_end(12)
-            .margin_top(6)
-            .margin_bottom(12)
+        accept.connect_clicked(move |_| s.input(Input::AnswerRequest(true)));
+        let s = sender.clone();
+        deny.connect_clicked(move |_| s.input(Input::AnswerRequest(false)));
+        let request_banner = banner(&request_label, &[&deny, &accept], "accent");
+
+        let content_page = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .hexpand(true)
+            .width_request(360)
             .build();
-        composer.append(&entry);
-        composer.append(&send);
-        let chat = gtk::Box::new(gtk::Orientation::Vertical, 0);
-        chat.append(
-            &adw::HeaderBar::builder()
-                .title_widget(&chat_title)
-                .show_end_title_buttons(false)
-                .show_start_title_buttons(false)
-                .build(),
-        );
-        chat.append(&scroller);
-        chat.append(&composer);
+        content_page.append(&chat_header);
+        content_page.append(&request_banner);
+        content_page.append(&chat_stack);
 
-        let panes = gtk::Paned::builder()
-            .start_child(&contacts_scroller)
-            .end_child(&chat)
-            .resize_start_child(false)
-            .shrink_start_child(false)
+        let leaflet = adw::Leaflet::builder()
+            .can_navigate_back(true)
+            .transition_type(adw::LeafletTransitionType::Slide)
+            .build();
+        leaflet.append(&sidebar_page);
+        let separator = leaflet.append(&gtk::Separator::new(gtk::Orientation::Vertical));
+        separator.set_navigatable(false);
+        leaflet.append(&content_page);
+        leaflet
+            .bind_property("folded", &back, "visible")
+            .sync_create()
+            .build();
+        leaflet
+            .bind_property("folded", &sidebar_header, "show-end-title-buttons")
+            .sync_create()
+            .build();
+        leaflet
+            .bind_property("folded", &chat_header, "show-start-title-buttons")
+            .sync_create()
             .build();
 
-        let stack = gtk::Stack::new();
-        stack.add_named(&empty, Some("empty"));
-        stack.add_named(&panes, Some("chat"));
-
-        let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
-        content.append(&header);
-        content.append(&stack);
-        root.set_content(Some(&content));
+        let loading = adw::StatusPage::builder()
+            .title(tr("Starting…"))
+            .vexpand(true)
+            .build();
+        let stack = gtk::Stack::builder()
+            .transition_type(gtk::StackTransitionType::Crossfade)
+            .build();
+        stack.add_named(&loading, Some("loading"));
+        stack.add_named(&signin.root, Some("signin"));
+        stack.add_named(&leaflet, Some("main"));
+        let toasts = adw::ToastOverlay::new();
+        toasts.set_child(Some(&stack));
+        root.set_content(Some(&toasts));
+        let s = sender.clone();
+        root.connect_is_active_notify(move |win| {
+            if win.is_active() {
+                s.input(Input::WindowActive);
+            }
+        });
+        let st = settings.clone();
+        root.connect_close_request(move |win| {
+            st.save_window(win);
+            glib::Propagation::Proceed
+        });
 
         // The store, the keyring and the network are touched only on the session runtime.
-        sender.command(|out, shutdown| {
-            shutdown
-                .register(async move {
-                    let started = match started.await {
-                        Ok(r) => r,
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match started {
-                        Ok(Some(s)) => {
-                            let mut events = s.events;
-                            let _ = out.send(Command::Started(Ok(Some(s.handle))));
-                            while let Some(ev) = events.recv().await {
-                                if out.send(Command::Event(Box::new(ev))).is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                        Ok(None) => {
-                            let _ = out.send(Command::Started(Ok(None)));
-                        }
-                        Err(e) => {
-                            let _ = out.send(Command::Started(Err(e)));
-                        }
-                    }
-                })
-                .drop_on_shutdown()
+        sender.oneshot_command(async move {
+            Command::Started(match started.await {
+                Ok(r) => r,
+                Err(e) => Err(e.to_string()),
+            })
         });
 
         let model = App {
-            handle: None,
-            contacts: BTreeMap::new(),
-            online: BTreeMap::new(),
-            selected: None,
-            messages: Vec::new(),
-            status: tr("Starting…"),
+            accounts: BTreeMap::new(),
+            current: None,
+            drafts: HashMap::new(),
+            requests: VecDeque::new(),
+            signing_in: false,
+            trusted: None,
+            status: OwnStatus::Available,
+            status_text: String::new(),
+            settings,
+            opened_at: None,
+            started_at: glib::real_time() / 1000,
         };
         let widgets = Widgets {
-            title,
-            contact_info,
-            positions: HashMap::new(),
-            labels: HashMap::new(),
+            window: root.clone(),
+            toasts,
             stack,
-            empty,
-            contacts,
+            signin,
+            leaflet,
+            sidebar_page,
+            content_page,
+            conversations,
+            own_avatar,
+            status_checks,
+            status_entry,
+            status_button,
+            conn_banner,
+            conn_label,
+            conn_button,
+            request_banner,
+            request_label,
+            chat_stack,
             chat_title,
-            messages,
-            scroller,
-            entry,
+            chat_avatar,
+            timeline,
+            composer,
+            accounts_menu,
         };
-        widgets.stack.set_visible_child_name("empty");
+        widgets.stack.set_visible_child_name("loading");
         ComponentParts { model, widgets }
     }
 
     fn shutdown(&mut self, _widgets: &mut Self::Widgets, _output: relm4::Sender<()>) {
         // Sign off cleanly (unavailable presence, stream close), but never hang the exit.
-        if let Some(handle) = self.handle.take() {
-            let bye = tokio::time::timeout(std::time::Duration::from_secs(2), async move {
-                handle.disconnect().await
-            });
-            if let Ok(Err(e)) = backend::runtime().block_on(bye) {
-                tracing::warn!(error = %e, "could not sign off cleanly");
+        let handles: Vec<_> = self.accounts.values().map(|a| a.handle.clone()).collect();
+        let bye = tokio::time::timeout(Duration::from_secs(2), async move {
+            for handle in handles {
+                if let Err(e) = handle.disconnect().await {
+                    tracing::warn!(error = %e, "could not sign off cleanly");
+                }
             }
-        }
+        });
+        let _ = backend::runtime().block_on(bye);
     }
 
     fn update_with_view(
         &mut self,
-        widgets: &mut Self::Widgets,
+        w: &mut Self::Widgets,
         msg: Input,
         sender: ComponentSender<Self>,
-        _root: &Self::Root,
+        root: &Self::Root,
     ) {
         match msg {
-            Input::Select(peer) => {
-                self.selected = Some(peer.clone());
-                widgets.chat_title.set_title(&self.contact_title(&peer));
-                widgets.entry.set_sensitive(true);
-                widgets.entry.grab_focus();
-                self.messages.clear();
-                self.show_messages(widgets);
-                self.load_history(&sender);
-                if let Some(handle) = self.handle.clone() {
-                    sender.oneshot_command(
-                        async move { Command::Read(handle.mark_read(&peer).await) },
-                    );
-                }
-            }
-            Input::Send => {
-                let text = widgets.entry.text().to_string();
-                if let (Some(handle), Some(peer)) = (self.handle.clone(), self.selected.clone()) {
-                    if !text.trim().is_empty() {
-                        widgets.entry.set_text("");
-                        sender.oneshot_command(async move {
-                            Command::Sent(handle.send_message(&peer, &text).await)
-                        });
+            Input::Open(key) => self.open(key, w, &sender),
+            Input::OpenTarget(target) => {
+                if let Some(key) = ConvKey::from_target(&target) {
+                    if self.accounts.contains_key(&key.account_id) {
+                        root.present();
+                        self.open(key, w, &sender);
                     }
                 }
             }
+            Input::Back => {
+                if w.leaflet.is_folded() {
+                    w.leaflet.set_visible_child(&w.sidebar_page);
+                }
+            }
+            Input::Send => {
+                let Some(key) = self.current.clone() else {
+                    return;
+                };
+                let text = w.composer.draft();
+                if text.trim().is_empty() {
+                    return;
+                }
+                let Some(handle) = self.handle(key.account_id) else {
+                    return;
+                };
+                w.composer.set_draft("");
+                self.drafts.remove(&key);
+                w.timeline.scroll_to_bottom();
+                sender.oneshot_command(async move {
+                    Command::Done(
+                        handle
+                            .send_message(&key.peer, text.trim_end())
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                    )
+                });
+            }
+            Input::Retry(id) => {
+                if let Some(handle) = self
+                    .current
+                    .as_ref()
+                    .and_then(|k| self.handle(k.account_id))
+                {
+                    sender.oneshot_command(async move {
+                        Command::Done(handle.retry_message(id).await.map_err(|e| e.to_string()))
+                    });
+                }
+            }
+            Input::LoadOlder => {
+                if let Some(key) = self.current.clone() {
+                    if !w.timeline.loading && !w.timeline.complete && w.timeline.len() > 0 {
+                        w.timeline.loading = true;
+                        self.load_history(&key, true, w, &sender);
+                    }
+                }
+            }
+            Input::SignIn => {
+                if self.signing_in {
+                    return;
+                }
+                match w.signin.form() {
+                    Ok(form) => {
+                        self.signing_in = true;
+                        w.signin.set_busy(true);
+                        let pinned = self
+                            .trusted
+                            .as_ref()
+                            .filter(|(jid, _)| *jid == form.jid)
+                            .map(|(_, sha)| sha.clone());
+                        sender.oneshot_command(async move {
+                            let result = backend::sign_in(form.clone(), pinned).await;
+                            Command::SignedIn(Box::new(result), form)
+                        });
+                    }
+                    Err(why) => w.signin.show_error(&why),
+                }
+            }
+            Input::SignInTrusted(form, sha256) => {
+                self.trusted = Some((form.jid.clone(), sha256.clone()));
+                self.signing_in = true;
+                w.signin.set_busy(true);
+                sender.oneshot_command(async move {
+                    let result = backend::sign_in(form.clone(), Some(sha256)).await;
+                    Command::SignedIn(Box::new(result), form)
+                });
+            }
+            Input::SignInCancel => {
+                if !self.accounts.is_empty() {
+                    w.stack.set_visible_child_name("main");
+                }
+            }
+            Input::AddAccount => {
+                w.signin.reset(!self.accounts.is_empty());
+                w.stack.set_visible_child_name("signin");
+                w.signin.address.grab_focus();
+            }
+            Input::RemoveAccount(jid) => {
+                let Some(id) = self
+                    .accounts
+                    .iter()
+                    .find(|(_, a)| a.handle.jid() == jid)
+                    .map(|(id, _)| *id)
+                else {
+                    return;
+                };
+                let s = sender.clone();
+                dialogs::confirm(
+                    root,
+                    &tr("Remove Account?"),
+                    &format!(
+                        "{jid} {}",
+                        tr("will be signed out and its messages and contacts removed from this computer. The account itself stays on the server.")
+                    ),
+                    &tr("_Remove"),
+                    move || s.input(Input::RemoveAccountConfirmed(id)),
+                );
+            }
+            Input::RemoveAccountConfirmed(id) => {
+                if let Some(a) = self.accounts.get(&id) {
+                    let handle = a.handle.clone();
+                    sender.oneshot_command(async move {
+                        Command::AccountRemoved(id, backend::remove_account(handle).await)
+                    });
+                }
+            }
+            Input::ShowStartChat => {
+                let accounts: Vec<(i64, String)> = self
+                    .accounts
+                    .iter()
+                    .map(|(id, a)| (*id, a.handle.jid().to_owned()))
+                    .collect();
+                if accounts.is_empty() {
+                    return;
+                }
+                let s = sender.clone();
+                dialogs::start_chat(root, &accounts, self.default_account(), move |id, jid| {
+                    s.input(Input::StartChat(id, jid))
+                });
+            }
+            Input::ShowAddContact => {
+                let accounts: Vec<(i64, String)> = self
+                    .accounts
+                    .iter()
+                    .map(|(id, a)| (*id, a.handle.jid().to_owned()))
+                    .collect();
+                if accounts.is_empty() {
+                    return;
+                }
+                let s = sender.clone();
+                dialogs::add_contact(
+                    root,
+                    &accounts,
+                    self.default_account(),
+                    move |id, jid, name| s.input(Input::AddContact(id, jid, name)),
+                );
+            }
+            Input::StartChat(account_id, jid) => {
+                let key = ConvKey {
+                    account_id,
+                    peer: jid,
+                };
+                self.open(key, w, &sender);
+            }
+            Input::AddContact(account_id, jid, name) => {
+                if let Some(handle) = self.handle(account_id) {
+                    let (j, n) = (jid.clone(), name.clone());
+                    sender.oneshot_command(async move {
+                        let name = Some(n).filter(|n| !n.trim().is_empty());
+                        let result = async {
+                            handle.add_contact(&j, name, vec![]).await?;
+                            handle.subscription(&j, SubscriptionAction::Request).await
+                        }
+                        .await;
+                        Command::Done(result.map_err(|e| e.to_string()))
+                    });
+                    let key = ConvKey {
+                        account_id,
+                        peer: jid,
+                    };
+                    self.open(key, w, &sender);
+                }
+            }
+            Input::ContactDetails => {
+                let Some(key) = self.current.clone() else {
+                    return;
+                };
+                if let Some(handle) = self.handle(key.account_id) {
+                    sender.oneshot_command(async move {
+                        let list = handle.presences(&key.peer).await.unwrap_or_default();
+                        Command::Presences(key, list)
+                    });
+                }
+            }
+            Input::RemoveContact => {
+                let Some(key) = self.current.clone() else {
+                    return;
+                };
+                let s = sender.clone();
+                let name = self.name_of(&key);
+                dialogs::confirm(
+                    root,
+                    &tr("Remove Contact?"),
+                    &format!(
+                        "{name} {}",
+                        tr("will be removed from your contacts and will no longer see when you are online.")
+                    ),
+                    &tr("_Remove"),
+                    move || s.input(Input::RemoveContactConfirmed(key.clone())),
+                );
+            }
+            Input::RemoveContactConfirmed(key) => {
+                if let Some(handle) = self.handle(key.account_id) {
+                    sender.oneshot_command(async move {
+                        Command::Done(
+                            handle
+                                .remove_contact(&key.peer)
+                                .await
+                                .map_err(|e| e.to_string()),
+                        )
+                    });
+                }
+            }
+            Input::SetStatus(status) => self.set_status(status, w, &sender),
+            Input::Reconnect => {
+                let ids: Vec<i64> = self
+                    .accounts
+                    .iter()
+                    .filter(|(_, a)| !matches!(a.state, ConnectionState::Online { .. }))
+                    .map(|(id, _)| *id)
+                    .collect();
+                if self.status == OwnStatus::Offline {
+                    self.set_status(OwnStatus::Available, w, &sender);
+                    return;
+                }
+                for id in ids {
+                    if let Some(a) = self.accounts.get_mut(&id) {
+                        a.state = ConnectionState::Connecting;
+                        let handle = a.handle.clone();
+                        sender.oneshot_command(async move {
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(3), handle.disconnect())
+                                    .await;
+                            Command::Restarted(id, backend::restart_session(id).await)
+                        });
+                    }
+                }
+                self.refresh_banner(w);
+            }
+            Input::AnswerRequest(accept) => {
+                let Some((account_id, from)) = self.requests.pop_front() else {
+                    return;
+                };
+                self.refresh_request(w);
+                let Some(handle) = self.handle(account_id) else {
+                    return;
+                };
+                let mutual = accept
+                    && self.accounts.get(&account_id).is_none_or(|a| {
+                        a.contacts
+                            .get(&from)
+                            .is_none_or(|c| c.subscription == "none" || c.subscription == "from")
+                    });
+                sender.oneshot_command(async move {
+                    let result = async {
+                        if accept {
+                            handle
+                                .subscription(&from, SubscriptionAction::Approve)
+                                .await?;
+                            if mutual {
+                                handle
+                                    .subscription(&from, SubscriptionAction::Request)
+                                    .await?;
+                            }
+                            Ok(())
+                        } else {
+                            handle.subscription(&from, SubscriptionAction::Deny).await
+                        }
+                    }
+                    .await;
+                    Command::Done(result.map_err(|e: SessionError| e.to_string()))
+                });
+            }
+            Input::WindowActive => {
+                if let Some(key) = self.current.clone() {
+                    if Self::chat_visible(w) {
+                        self.mark_read(&key, w, &sender);
+                    }
+                }
+            }
+            Input::About => dialogs::about(root),
         }
     }
 
     fn update_cmd_with_view(
         &mut self,
-        widgets: &mut Self::Widgets,
+        w: &mut Self::Widgets,
         msg: Command,
-        _sender: ComponentSender<Self>,
-        _root: &Self::Root,
+        sender: ComponentSender<Self>,
+        root: &Self::Root,
     ) {
         match msg {
-            Command::Started(Ok(Some(handle))) => {
-                widgets.title.set_title(handle.jid());
-                widgets.stack.set_visible_child_name("chat");
-                self.handle = Some(handle);
-            }
-            Command::Started(Ok(None)) => {
-                self.status = tr("No account");
-                widgets.title.set_subtitle(&self.status);
-            }
-            Command::Started(Err(e)) => {
-                self.status = tr("Cannot start");
-                widgets.title.set_subtitle(&self.status);
-                widgets.empty.set_description(Some(&e));
-            }
-            Command::Event(ev) => self.on_event(ev.event, widgets),
-            Command::History(peer, Ok(mut page)) => {
-                if self.selected.as_deref() == Some(peer.as_str()) {
-                    page.reverse();
-                    // Messages that arrived while the page loaded are in the page too.
-                    self.messages = page;
-                    self.show_messages(widgets);
+            Command::Started(Ok(list)) => {
+                let mut any = false;
+                for started in list {
+                    match started {
+                        Ok(s) => {
+                            any = true;
+                            self.adopt(s, w, &sender);
+                        }
+                        Err((jid, e)) => Self::toast(w, &format!("{jid}: {e}")),
+                    }
+                }
+                if !any {
+                    w.signin.reset(false);
+                    w.stack.set_visible_child_name("signin");
+                    w.signin.address.grab_focus();
                 }
             }
-            Command::History(_, Err(e)) => tracing::warn!(error = %e, "history not loaded"),
-            Command::Sent(Ok(_)) | Command::Read(Ok(())) => {}
-            Command::Read(Err(e)) => tracing::warn!(error = %e, "not marked read"),
-            Command::Sent(Err(e)) => {
-                self.status = e.to_string();
-                widgets.title.set_subtitle(&self.status);
+            Command::Started(Err(e)) => {
+                w.signin.reset(false);
+                w.signin
+                    .show_error(&format!("{}: {e}", tr("Natter cannot open its data")));
+                w.stack.set_visible_child_name("signin");
             }
+            Command::Event(ev) => self.on_event(*ev, w, &sender),
+            Command::Summaries(account_id, Ok(list)) => {
+                for s in list {
+                    let key = ConvKey {
+                        account_id,
+                        peer: s.conversation.peer.clone(),
+                    };
+                    let row = self.new_row(&key);
+                    let preview = s
+                        .last
+                        .as_ref()
+                        .map(|m| format::preview(&m.body))
+                        .unwrap_or_default();
+                    w.conversations.upsert(
+                        &key,
+                        || row,
+                        |r| {
+                            r.preview = preview;
+                            r.last_activity = r.last_activity.max(s.conversation.last_activity);
+                            r.unread = s.conversation.unread;
+                        },
+                    );
+                }
+            }
+            Command::Summaries(_, Err(e)) => tracing::warn!(error = %e, "conversations not loaded"),
+            Command::History { key, older, result } => {
+                if self.current.as_ref() != Some(&key) {
+                    return;
+                }
+                w.timeline.loading = false;
+                match result {
+                    Ok(mut page) => {
+                        let n = page.len();
+                        page.reverse();
+                        if older {
+                            w.timeline.prepend(page);
+                        } else {
+                            w.timeline.clear();
+                            w.timeline.prepend(page);
+                            w.timeline.scroll_to_bottom();
+                            if let Some(at) = self.opened_at.take() {
+                                crate::perf::shown(&w.timeline.view, at, n);
+                            }
+                        }
+                        if n < PAGE as usize {
+                            w.timeline.complete = true;
+                        } else if w.timeline.underfilled() {
+                            sender.input(Input::LoadOlder);
+                        }
+                    }
+                    Err(e) => Self::toast(w, &format!("{}: {e}", tr("History not loaded"))),
+                }
+            }
+            Command::SignedIn(result, form) => {
+                self.signing_in = false;
+                match *result {
+                    Ok((started, seen)) => {
+                        w.signin.set_busy(false);
+                        self.adopt(started, w, &sender);
+                        for ev in seen {
+                            self.on_event(ev, w, &sender);
+                        }
+                    }
+                    Err(SignInError::Connect(ConnectError::Certificate(problem)))
+                        if !problem.sha256.is_empty() =>
+                    {
+                        w.signin
+                            .show_error(&signin::error_words(&ConnectError::Certificate(
+                                problem.clone(),
+                            )));
+                        let s = sender.clone();
+                        let sha = problem.sha256.clone();
+                        let server = form.host.clone().unwrap_or_else(|| {
+                            form.jid
+                                .split_once('@')
+                                .map(|(_, d)| d.to_owned())
+                                .unwrap_or_default()
+                        });
+                        signin::ask_trust(root, &server, &problem, move |trust| {
+                            if trust {
+                                s.input(Input::SignInTrusted(form.clone(), sha.clone()));
+                            }
+                        });
+                    }
+                    Err(SignInError::Connect(e)) => {
+                        w.signin.show_error(&signin::error_words(&e));
+                        // Put the cursor where the fix goes.
+                        match e {
+                            ConnectError::WrongPassword(_) => w.signin.password.grab_focus(),
+                            _ => w.signin.address.grab_focus(),
+                        };
+                    }
+                    Err(SignInError::Other(e)) => w.signin.show_error(&e),
+                }
+            }
+            Command::Restarted(id, Ok(started)) => {
+                if started.handle.account_id() == id {
+                    self.adopt(started, w, &sender);
+                }
+            }
+            Command::Restarted(id, Err(e)) => {
+                if let Some(a) = self.accounts.get_mut(&id) {
+                    a.state = ConnectionState::Offline;
+                }
+                self.refresh_banner(w);
+                Self::toast(w, &e);
+            }
+            Command::AccountRemoved(id, result) => {
+                if let Err(e) = result {
+                    Self::toast(w, &e);
+                    return;
+                }
+                self.accounts.remove(&id);
+                self.requests.retain(|(a, _)| *a != id);
+                self.refresh_request(w);
+                w.conversations.remove_account(id);
+                if self.current.as_ref().is_some_and(|k| k.account_id == id) {
+                    self.current = None;
+                    w.timeline.clear();
+                    w.chat_stack.set_visible_child_name("empty");
+                    w.chat_title.set_title("");
+                    w.chat_title.set_subtitle("");
+                }
+                self.refresh_accounts_menu(w);
+                self.refresh_banner(w);
+                if self.accounts.is_empty() {
+                    w.signin.reset(false);
+                    w.stack.set_visible_child_name("signin");
+                }
+            }
+            Command::Presences(key, list) => {
+                let contact = self
+                    .accounts
+                    .get(&key.account_id)
+                    .and_then(|a| a.contacts.get(&key.peer).cloned());
+                let name = self.name_of(&key);
+                let s = sender.clone();
+                let k = key.clone();
+                dialogs::contact_details(
+                    root,
+                    &key.peer,
+                    &name,
+                    contact.as_ref(),
+                    &list,
+                    move || {
+                        s.input(Input::Open(k.clone()));
+                        s.input(Input::RemoveContact);
+                    },
+                );
+            }
+            Command::Done(Ok(())) => {}
+            Command::Done(Err(e)) => Self::toast(w, &e),
         }
+    }
+}
+
+/// Words for a resource's presence in the contact details.
+pub fn presence_words(p: &ResourcePresence) -> String {
+    match &p.status {
+        Some(s) if !s.is_empty() => format!("{} — {s}", availability_words(p.availability)),
+        _ => availability_words(p.availability),
     }
 }

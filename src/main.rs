@@ -3,10 +3,32 @@
 mod app;
 mod backend;
 mod i18n;
+mod notify;
+mod perf;
+mod settings;
+mod ui;
 
 use relm4::RelmApp;
 
 pub const APP_ID: &str = "im.natter.Natter";
+
+/// The few styles libadwaita does not have: message bubbles, banners (AdwBanner is
+/// libadwaita 1.3), the unread badge.
+const STYLE: &str = "
+.natter-bubble { padding: 6px 10px; border-radius: 12px; }
+.natter-bubble.incoming { background-color: alpha(currentColor, 0.08); }
+.natter-bubble.outgoing { background-color: alpha(@accent_bg_color, 0.18); }
+.natter-bubble label { min-width: 0; }
+.natter-timeline { background: none; }
+.natter-unread { background-color: @accent_bg_color; color: @accent_fg_color;
+  border-radius: 999px; padding: 0 7px; font-size: smaller; font-weight: bold; min-width: 10px; }
+.natter-banner { padding: 6px 12px; }
+.natter-banner.warning { background-color: alpha(@warning_bg_color, 0.3); }
+.natter-banner.accent { background-color: alpha(@accent_bg_color, 0.2); }
+.natter-initials { color: white; }
+.natter-composer { background: none; }
+.natter-composer-frame { border-radius: 18px; }
+";
 
 fn main() {
     // With the cairo renderer GTK draws nothing through GL, yet GDK would still load the
@@ -23,7 +45,7 @@ fn main() {
     i18n::init();
     // Sessions run on our own tokio runtime, never on the GTK main thread. The account
     // starts connecting now, while GTK builds the window.
-    let started = backend::runtime().spawn(backend::start_account());
+    let started = backend::runtime().spawn(backend::start_accounts());
     // SIGTERM (logout, systemd, the benchmark kit) quits like closing the window does, so
     // the session signs off instead of leaving the server to time it out.
     backend::runtime().spawn(async {
@@ -37,5 +59,6 @@ fn main() {
         }
     });
     let app = RelmApp::new(APP_ID).with_args(Vec::new());
+    relm4::set_global_css(STYLE);
     app.run::<app::App>(started);
 }

@@ -1,97 +1,20 @@
 //! The real app in a real window: Xvfb, the harness Prosody, real X input events through
-//! xdotool, and a screenshot in target/screenshots/.
+//! xdotool (keyboard first, as a user of the keyboard would), a second account driven
+//! through `crates/core` on the other side, and screenshots in target/screenshots/.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod gui;
 
+use std::time::Duration;
+
+use gui::{wait_until, App, Notifications, SessionBus, Xvfb};
 use natter_core::store::Store;
-use natter_core::Event;
-use natter_testkit::{app_env, befriend, init_tracing, prepare_home, Peer, Prosody};
+use natter_core::{Availability, Event, PasswordStore, SubscriptionAction};
+use natter_testkit::{befriend, init_tracing, prepare_home, Peer, Prosody};
 
-struct Xvfb {
-    child: Child,
-    display: String,
-}
+const T: Duration = Duration::from_secs(30);
 
-impl Xvfb {
-    fn start() -> Xvfb {
-        let mut n = 150 + std::process::id() % 300;
-        while Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            n += 1;
-        }
-        let child = Command::new("Xvfb")
-            .arg(format!(":{n}"))
-            .args(["-screen", "0", "1024x700x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb runs (make check installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            assert!(Instant::now() < deadline, "Xvfb did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Xvfb {
-            child,
-            display: format!(":{n}"),
-        }
-    }
-
-    fn xdotool(&self, args: &[&str]) -> String {
-        let out = Command::new("xdotool")
-            .args(args)
-            .env("DISPLAY", &self.display)
-            .output()
-            .expect("xdotool runs");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn screenshot(&self, name: &str) -> PathBuf {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-        std::fs::create_dir_all(&dir).expect("screenshot dir");
-        let path = dir.join(name);
-        let status = Command::new("import")
-            .args(["-window", "root"])
-            .arg(&path)
-            .env("DISPLAY", &self.display)
-            .status()
-            .expect("import (imagemagick) runs");
-        assert!(status.success(), "screenshot taken");
-        path
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct App(Child);
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f: F) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[tokio::test]
-async fn signs_in_shows_contacts_and_chats_in_a_real_window() {
-    init_tracing();
-    let server = Prosody::start().expect("prosody");
-    server.register("demo", "demo-pw").unwrap();
-    server.register("friend", "friend-pw").unwrap();
+/// demo and friend are contacts ("Friend"); friend wrote while demo was away.
+async fn contacts(server: &Prosody) -> Peer {
     let mut setup = server.account("demo");
     setup.resource = "setup".into();
     let mut demo = Peer::start(setup, "demo-pw").await.unwrap();
@@ -111,100 +34,353 @@ async fn signs_in_shows_contacts_and_chats_in_a_real_window() {
         .send_message("demo@localhost", "Hello while you were away")
         .await
         .unwrap();
+    friend
+}
+
+fn signed_in_as_app(e: &Event) -> bool {
+    matches!(e, Event::Presence { jid, resource, presence: Some(_) }
+        if jid == "demo@localhost" && resource != "setup")
+}
+
+async fn unread(db: &Store, account_id: i64, peer: &str) -> i64 {
+    db.conversations(account_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.peer == peer)
+        .map_or(-1, |c| c.unread)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_signs_in_through_the_ui_then_chats() {
+    init_tracing();
+    let server = Prosody::start().expect("prosody");
+    for (user, pw) in [
+        ("demo", "demo-pw"),
+        ("friend", "friend-pw"),
+        ("carol", "carol-pw"),
+    ] {
+        server.register(user, pw).unwrap();
+    }
+    let mut friend = contacts(&server).await;
+    let carol = Peer::start(server.account("carol"), "carol-pw")
+        .await
+        .unwrap();
+
+    let demo_logins = || {
+        server
+            .log()
+            .matches("Authenticated as demo@localhost")
+            .count()
+    };
+    let logins_before = demo_logins();
+
+    // A first run: no account, an empty keyring.
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join(".local/share/natter");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("keyring-secret"), "gui-test-keyring").unwrap();
+    let x = Xvfb::start();
+    let app = App::start(home.path(), &x, &[]);
+    let _window = app.window(&x).await;
+    x.screenshot("signin.png");
+
+    // Address, a wrong password, and the server under "Advanced" (the test server has
+    // no DNS records), all from the keyboard.
+    x.type_text("demo@localhost");
+    x.key(&["Tab"]);
+    x.type_text("wrong-password");
+    x.key(&["Tab", "Tab", "space"]); // past "show password", open "Advanced"
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    x.key(&["Tab"]);
+    x.type_text("127.0.0.1");
+    x.key(&["Tab"]);
+    x.type_text(&server.c2s_port.to_string());
+    x.key(&["Return"]);
+
+    // The harness CA is not trusted: the app asks, showing the certificate, and does
+    // not sign in on its own.
+    wait_until("the certificate question", T, || {
+        x.windows(app.pid()).len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    x.screenshot("signin-certificate.png");
+    assert!(app.log_text().contains("not trusted"), "{}", app.log_text());
+    assert_eq!(
+        demo_logins(),
+        logins_before,
+        "no login over an untrusted link"
+    );
+    // The user reads it and chooses to trust this certificate (Tab to the button).
+    x.key(&["Tab", "Return"]);
+
+    // Now the password is the problem, and it is said in words.
+    wait_until("the wrong password", T, || {
+        app.log_text().contains("rejected the password")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    x.screenshot("signin-error.png");
+    let db = Store::open(data.join("natter.db")).await.unwrap();
+    assert!(
+        db.accounts().await.unwrap().iter().all(|a| !a.enabled),
+        "no account is kept before the server accepted it"
+    );
+
+    // Without a window manager nobody gives the focus back after the dialog: do what
+    // a window manager does.
+    let main = x.windows(app.pid()).into_iter().next().unwrap_or_default();
+    x.xdotool(&["windowfocus", "--sync", &main]);
+    // The cursor is in the password field: replace it and press Enter.
+    x.key(&["ctrl+a"]);
+    x.type_text("demo-pw");
+    x.key(&["Return"]);
+    friend
+        .wait_for(T, signed_in_as_app)
+        .await
+        .expect("the app signed in");
+    let deadline = std::time::Instant::now() + T;
+    let account = loop {
+        if let Some(a) = db.accounts().await.unwrap().into_iter().find(|a| a.enabled) {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "the account is kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(account.jid, "demo@localhost");
+    assert!(
+        account.pinned_cert.is_some(),
+        "the trusted certificate is pinned"
+    );
+    let keyring = PasswordStore::file(&data.join("natter.keyring"), b"gui-test-keyring")
+        .await
+        .unwrap();
+    assert_eq!(
+        keyring.password("demo@localhost").await.unwrap().as_deref(),
+        Some("demo-pw"),
+        "the password is in the keyring"
+    );
+
+    // The message sent while the app was away arrives; carol writes too.
+    let deadline = std::time::Instant::now() + T;
+    while db.message_count(account.id).await.unwrap() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "offline message not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    carol
+        .handle
+        .send_message("demo@localhost", "Are you there?")
+        .await
+        .unwrap();
+    wait_until_async("carol's message", || async {
+        unread(&db, account.id, "carol@localhost").await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    x.screenshot("conversations.png");
+
+    // Find the friend with the search box (Ctrl+F), open the chat, write, send.
+    x.key(&["ctrl+f"]);
+    x.type_text("Friend");
+    x.key(&["Return"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    x.type_text("Typed in the window");
+    x.key(&["shift+Return"]);
+    x.type_text("on two lines");
+    x.key(&["Return"]);
+    friend
+        .received("Typed in the window\non two lines", T)
+        .await
+        .expect("the friend receives what was typed, Shift+Enter as a new line");
+    friend
+        .handle
+        .send_message("demo@localhost", "Got it! https://natter.im")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while db.message_count(account.id).await.unwrap() < 4 {
+        assert!(std::time::Instant::now() < deadline, "reply not stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    x.screenshot("chat.png");
+    // Read where it is open; unread where it is not.
+    assert_eq!(unread(&db, account.id, "friend@localhost").await, 0);
+    assert_eq!(unread(&db, account.id, "carol@localhost").await, 1);
+
+    // A phone-sized window shows one pane at a time, with a way back.
+    x.xdotool(&["windowsize", "--sync", &main, "360", "640"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    x.screenshot("narrow-chat.png");
+    x.key(&["alt+Left"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    x.screenshot("narrow-list.png");
+
+    app.terminate().await;
+    friend
+        .wait_for(
+            Duration::from_secs(5),
+            |e| matches!(e, Event::Presence { jid, presence: None, .. } if jid == "demo@localhost"),
+        )
+        .await
+        .expect("demo signed off on SIGTERM");
+}
+
+async fn wait_until_async<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + T;
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_subscriptions_and_status_in_dark_style() {
+    init_tracing();
+    let server = Prosody::start().expect("prosody");
+    for (user, pw) in [
+        ("demo", "demo-pw"),
+        ("friend", "friend-pw"),
+        ("carol", "carol-pw"),
+    ] {
+        server.register(user, pw).unwrap();
+    }
+    let mut friend = contacts(&server).await;
+    let mut carol = Peer::start(server.account("carol"), "carol-pw")
+        .await
+        .unwrap();
+    carol.online().await.expect("carol online");
 
     let home = tempfile::tempdir().unwrap();
     let mut account = server.account("demo");
     account.resource = "natter".into();
     prepare_home(home.path(), account, "demo-pw").await.unwrap();
-
+    let bus = SessionBus::start();
+    let mut notifications = Notifications::start(&bus);
     let x = Xvfb::start();
-    let app = App(Command::new(env!("CARGO_BIN_EXE_natter"))
-        .envs(app_env(home.path()))
-        .env("DISPLAY", &x.display)
-        .env("GSK_RENDERER", "cairo")
-        .env("GSETTINGS_BACKEND", "memory")
-        .env("NO_AT_BRIDGE", "1")
-        .env("GTK_A11Y", "none")
-        .spawn()
-        .expect("natter starts"));
-    let pid = app.0.id().to_string();
-    let mut window = String::new();
-    wait_until("the window", Duration::from_secs(30), || {
-        window = x.xdotool(&["search", "--onlyvisible", "--pid", &pid]);
-        !window.is_empty()
-    })
-    .await;
-    let window = window.lines().next().unwrap_or_default().to_owned();
-
-    // Signed in: the friend sees the app's presence (resource "natter").
+    let app = App::start(
+        home.path(),
+        &x,
+        &[
+            ("DBUS_SESSION_BUS_ADDRESS", &bus.address),
+            ("ADW_DEBUG_COLOR_SCHEME", "prefer-dark"),
+        ],
+    );
+    let _window = app.window(&x).await;
     friend
-        .wait_for(Duration::from_secs(30), |e| {
-            matches!(e, Event::Presence { jid, resource, presence: Some(_) }
-                if jid == "demo@localhost" && resource == "natter")
-        })
+        .wait_for(T, signed_in_as_app)
         .await
         .expect("the app signed in");
-
-    // The app caught up with the message sent while it was offline.
     let db = Store::open(home.path().join(".local/share/natter/natter.db"))
         .await
         .unwrap();
-    let accounts = db.accounts().await.unwrap();
-    let account_id = accounts[0].id;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while db.message_count(account_id).await.unwrap() < 1 {
-        assert!(Instant::now() < deadline, "offline message not stored");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let account_id = db.accounts().await.unwrap()[0].id;
 
-    // Click the contact, type, press Enter: real X events.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    x.xdotool(&["mousemove", "--window", &window, "60", "80", "click", "1"]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    x.xdotool(&["type", "--delay", "15", "Typed in the window"]);
-    x.xdotool(&["key", "Return"]);
-    friend
-        .received("Typed in the window", Duration::from_secs(20))
-        .await
-        .expect("the friend receives what was typed");
+    // No chat is open: a message from friend notifies, with the name and the text.
     friend
         .handle
-        .send_message("demo@localhost", "Got it!")
+        .send_message("demo@localhost", "Ping from the dark")
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while db.message_count(account_id).await.unwrap() < 3 {
-        assert!(Instant::now() < deadline, "reply not stored");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let notified = notifications.expect("a notification", T, |l| {
+        l.contains("\"Notify\"") && l.contains("Ping from the dark")
+    });
+    assert!(notified.contains("\"summary\": \"Friend\""), "{notified}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let shot = x.screenshot("main-window-chat.png");
-    assert!(std::fs::metadata(&shot)
-        .map(|m| m.len() > 10_000)
-        .unwrap_or(false));
+    x.screenshot("dark-conversations.png");
+    assert_eq!(unread(&db, account_id, "friend@localhost").await, 2);
 
-    // SIGTERM signs off cleanly: the friend sees demo go offline at once, and the app
-    // exits normally.
-    let mut app = app;
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    friend
-        .wait_for(Duration::from_secs(5), |e| {
-            matches!(e, Event::Presence { jid, resource, presence: None }
-                if jid == "demo@localhost" && resource == "natter")
+    // Clicking the notification opens the chat: read, and the notification withdrawn.
+    let id: u64 = notified
+        .split("\"id\": ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .expect("notification id");
+    notifications.invoke(id, "default");
+    wait_until_async("the chat read", || async {
+        unread(&db, account_id, "friend@localhost").await == 0
+    })
+    .await;
+    notifications.expect("the notification withdrawn", T, |l| {
+        l.contains("CloseNotification") && l.contains(&format!("\"id\": {id}"))
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    x.screenshot("dark-chat.png");
+
+    // carol asks to see demo's status: a banner with Accept / Deny; Accept also asks
+    // back, as Conversations does.
+    carol
+        .handle
+        .subscription("demo@localhost", SubscriptionAction::Request)
+        .await
+        .unwrap();
+    wait_until("the request banner", T, || {
+        app.log_text().contains("subscription request")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    x.screenshot("subscription-request.png");
+    // The banner's Accept button, at the right end of the banner under the chat header.
+    x.xdotool(&[
+        "mousemove",
+        "--window",
+        &x.windows(app.pid())[0],
+        "858",
+        "72",
+        "click",
+        "1",
+    ]);
+    carol
+        .wait_for(
+            T,
+            |e| matches!(e, Event::SubscriptionRequest { from } if from == "demo@localhost"),
+        )
+        .await
+        .expect("demo asks back");
+    carol
+        .wait_for(T, |e| {
+            matches!(e, Event::RosterItem(c) if c.jid == "demo@localhost"
+                && (c.subscription == "to" || c.subscription == "both"))
         })
         .await
-        .expect("demo signed off");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Ok(Some(status)) = app.0.try_wait() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the app did not exit");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(exit.success(), "exit status {exit}");
+        .expect("carol may now see demo's status");
+
+    // The status selector: Away, with a status text.
+    x.xdotool(&[
+        "mousemove",
+        "--window",
+        &x.windows(app.pid())[0],
+        "28",
+        "27",
+        "click",
+        "1",
+    ]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    x.key(&["Down"]); // Away
+    x.key(&["space"]);
+    x.key(&["Tab", "Tab", "Tab"]);
+    x.type_text("In a meeting");
+    x.key(&["Return"]);
+    friend
+        .wait_for(T, |e| {
+            matches!(e, Event::Presence { jid, presence: Some(p), .. }
+                if jid == "demo@localhost" && p.availability == Availability::Away
+                    && p.status.as_deref() == Some("In a meeting"))
+        })
+        .await
+        .expect("friend sees demo away, in a meeting");
+    x.screenshot("dark-status.png");
+    app.terminate().await;
 }

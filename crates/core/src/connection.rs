@@ -110,7 +110,7 @@ pub enum ConnectError {
     #[error("the server offers no sign-in method Natter trusts (offered: {0})")]
     NoSafeMechanism(String),
     #[error("the server's certificate is not trusted: {}", .0.reason)]
-    Certificate(CertificateProblem),
+    Certificate(Box<CertificateProblem>),
     #[error("the server does not offer encryption (STARTTLS)")]
     NoTls,
     #[error("the extra CA file cannot be used: {0}")]
@@ -292,7 +292,7 @@ fn classify_tls(e: &rustls::Error, domain: &str) -> ConnectError {
     use rustls::CertificateError as C;
     match e {
         rustls::Error::InvalidCertificate(c) => {
-            ConnectError::Certificate(CertificateProblem::new(match c {
+            ConnectError::Certificate(Box::new(CertificateProblem::new(match c {
                 C::UnknownIssuer => {
                     "it was issued by an authority this system does not trust".to_string()
                 }
@@ -304,7 +304,7 @@ fn classify_tls(e: &rustls::Error, domain: &str) -> ConnectError {
                 C::Revoked => "it has been revoked".to_string(),
                 C::BadSignature | C::BadEncoding => "it is malformed".to_string(),
                 other => format!("{other:?}"),
-            }))
+            })))
         }
         other => ConnectError::Unreachable(format!("TLS failed: {other}")),
     }
@@ -715,6 +715,15 @@ pub enum ConnectorStatus {
     Failed(ConnectError),
 }
 
+/// Holds the connection slot of a stream that will not get a connection any more, idle,
+/// until the stream's worker lets go of it: dropping it first would make tokio-xmpp's
+/// worker panic ("unable to handle reconnect request"). A worker that waits for this
+/// slot never lets go, so the two idle tasks stay (one pair per session that failed
+/// or stopped while connecting): a few hundred bytes, no timers, no sockets.
+async fn park(mut slot: oneshot::Sender<Connection>) {
+    slot.closed().await;
+}
+
 /// Builds a `StanzaStream` whose reconnections go through [`connect_once`] with back-off.
 /// Final errors are reported as [`ConnectorStatus::Failed`]; the owner then closes the
 /// stream.
@@ -725,14 +734,19 @@ pub fn stanza_stream(
 ) -> StanzaStream {
     let cfg = Arc::new(cfg);
     let connector = Box::new(
-        move |_preferred: Option<String>, mut slot: oneshot::Sender<Connection>| {
+        move |_preferred: Option<String>, slot: oneshot::Sender<Connection>| {
             let cfg = cfg.clone();
             let status = status.clone();
             tokio::spawn(async move {
                 let mut attempt = 0u32;
                 loop {
                     let _ = status.send(ConnectorStatus::Connecting { attempt });
-                    match connect_once(&cfg).await {
+                    // The session stopped listening (signed off): stop trying.
+                    let outcome = tokio::select! {
+                        _ = status.closed() => return park(slot).await,
+                        outcome = connect_once(&cfg) => outcome,
+                    };
+                    match outcome {
                         Ok(conn) => {
                             let _ = status.send(ConnectorStatus::Connected);
                             // If the stream is gone, there is nobody to hand this to.
@@ -744,9 +758,7 @@ pub fn stanza_stream(
                             let _ = status.send(ConnectorStatus::Failed(error));
                             // The session closes the stream on this report. Dropping the
                             // slot first would make tokio-xmpp's worker panic.
-                            let _ =
-                                tokio::time::timeout(Duration::from_secs(30), slot.closed()).await;
-                            return;
+                            return park(slot).await;
                         }
                         Err(error) => {
                             let delay = cfg.backoff.delay(attempt);
@@ -755,7 +767,10 @@ pub fn stanza_stream(
                             if slot.is_closed() {
                                 return;
                             }
-                            tokio::time::sleep(delay).await;
+                            tokio::select! {
+                                _ = status.closed() => return park(slot).await,
+                                _ = tokio::time::sleep(delay) => {}
+                            }
                             attempt = attempt.saturating_add(1);
                         }
                     }

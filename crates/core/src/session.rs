@@ -309,6 +309,8 @@ impl Session {
             }
         }
         self.calls.media.clear();
+        // No more connection attempts: the connector stops when nobody listens.
+        self.status.close();
         if let Some(stream) = self.stream.take() {
             if self.online {
                 let bye = Stanza::Presence(Presence::unavailable());
@@ -316,8 +318,9 @@ impl Session {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(2), token.wait_for(StanzaStage::Sent))
                         .await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.close()).await;
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), stream.close()).await;
+            // Not signed in: there is no stream to close politely; dropping it ends it.
         }
         self.online = false;
         self.emit(Event::Connection(ConnectionState::Offline));

@@ -173,7 +173,7 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
 /// A message whose `MESSAGE_COLUMNS` start at column `at`.
 fn message_from_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
     Ok(Message {
-        id: r.get(at + 0)?,
+        id: r.get(at)?,
         conversation_id: r.get(at + 1)?,
         peer: r.get(at + 2)?,
         direction: if r.get::<_, i64>(at + 3)? == 1 {

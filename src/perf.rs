@@ -1,0 +1,54 @@
+//! Figures the benchmarks read from the log (target `natter::perf`): how long opening a
+//! conversation takes until its newest page is on screen, and, with `NATTER_PERF=1`,
+//! how long each frame takes to draw.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use relm4::gtk;
+use relm4::gtk::prelude::*;
+
+/// Logs the time from `since` to the end of the next frame that shows `view`.
+pub fn shown(view: &gtk::ListView, since: Instant, messages: usize) {
+    let Some(clock) = view.frame_clock() else {
+        tracing::info!(target: "natter::perf", ms = since.elapsed().as_secs_f64() * 1e3, messages, "conversation shown");
+        return;
+    };
+    let handler: Rc<Cell<Option<gtk::glib::SignalHandlerId>>> = Rc::default();
+    let h = handler.clone();
+    let id = clock.connect_after_paint(move |clock| {
+        let ms = since.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(target: "natter::perf", ms, messages, "conversation shown");
+        if let Some(id) = h.take() {
+            clock.disconnect(id);
+        }
+    });
+    handler.set(Some(id));
+    clock.request_phase(gtk::gdk::FrameClockPhase::PAINT);
+}
+
+/// With `NATTER_PERF=1`: logs how long each frame of the window took, from the start of
+/// its layout to the end of painting.
+pub fn watch_frames(window: &impl IsA<gtk::Widget>) {
+    if std::env::var_os("NATTER_PERF").is_none() {
+        return;
+    }
+    window.connect_realize(|w| {
+        let Some(clock) = w.frame_clock() else {
+            return;
+        };
+        let start: Rc<Cell<Option<Instant>>> = Rc::default();
+        let s = start.clone();
+        clock.connect_layout(move |_| {
+            if s.get().is_none() {
+                s.set(Some(Instant::now()));
+            }
+        });
+        clock.connect_after_paint(move |_| {
+            if let Some(t) = start.take() {
+                tracing::info!(target: "natter::perf", frame_ms = t.elapsed().as_secs_f64() * 1e3, "frame");
+            }
+        });
+    });
+}

@@ -1,0 +1,10 @@
+//! The widgets of the main window, one file per part.
+
+pub mod avatar;
+pub mod colour;
+pub mod composer;
+pub mod conversations;
+pub mod dialogs;
+pub mod format;
+pub mod signin;
+pub mod timeline;

@@ -1,0 +1,373 @@
+//! The chat view: a virtualised `gtk::ListView` over a `gio::ListStore` that holds only
+//! the pages loaded so far (older ones load when the user scrolls to the top). Day
+//! separators, grouping of consecutive messages, time and delivery state, clickable
+//! links, selectable text.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use natter_core::store::{Direction, HistoryCursor, Message, MessageState};
+use relm4::gtk;
+use relm4::gtk::prelude::*;
+use relm4::gtk::{gio, glib};
+
+use super::format;
+use crate::i18n::tr;
+
+/// Two messages from one sender closer than this are one group.
+const GROUP_GAP_MS: i64 = 5 * 60 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct MsgRow {
+    pub message: Message,
+    /// The day separator above this message, if it starts a day.
+    pub day: Option<String>,
+    /// First of a group of consecutive messages from one sender.
+    pub group_start: bool,
+}
+
+struct RowWidgets {
+    id: Rc<Cell<i64>>,
+    day: gtk::Label,
+    line: gtk::Box,
+    bubble: gtk::Box,
+    body: gtk::Label,
+    time: gtk::Label,
+    state: gtk::Label,
+    retry: gtk::Button,
+}
+
+pub struct Timeline {
+    pub root: gtk::ScrolledWindow,
+    pub view: gtk::ListView,
+    store: gio::ListStore,
+    index: HashMap<i64, glib::BoxedAnyObject>,
+    /// Follow new messages (the view is at the bottom).
+    stick: Rc<Cell<bool>>,
+    /// Every older message is loaded.
+    pub complete: bool,
+    pub loading: bool,
+}
+
+fn row_of(obj: &glib::Object) -> Option<std::cell::Ref<'_, MsgRow>> {
+    obj.downcast_ref::<glib::BoxedAnyObject>()
+        .and_then(|b| b.try_borrow::<MsgRow>().ok())
+}
+
+fn state_words(m: &Message) -> (String, String) {
+    match (m.direction, m.state) {
+        (Direction::Incoming, _) | (_, MessageState::Received) => (String::new(), String::new()),
+        (_, MessageState::Pending) => (tr("Sending…"), tr("Waiting to be sent")),
+        (_, MessageState::Sent) => ("✓".into(), tr("Sent")),
+        (_, MessageState::Acked) => ("✓✓".into(), tr("Delivered to the server")),
+        (_, MessageState::Failed) => (tr("Not sent"), tr("The server refused this message")),
+    }
+}
+
+impl Timeline {
+    pub fn new(on_retry: impl Fn(i64) + 'static, on_need_older: impl Fn() + 'static) -> Timeline {
+        let store = gio::ListStore::new::<glib::BoxedAnyObject>();
+        let selection = gtk::NoSelection::new(Some(store.clone()));
+        let factory = gtk::SignalListItemFactory::new();
+        let rows: Rc<RefCell<HashMap<gtk::Widget, RowWidgets>>> = Rc::default();
+        let on_retry = Rc::new(on_retry);
+        let r = rows.clone();
+        factory.connect_setup(move |_, item| {
+            let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
+                return;
+            };
+            item.set_activatable(false);
+            item.set_selectable(false);
+            let day = gtk::Label::builder()
+                .css_classes(["natter-day", "dim-label", "caption-heading"])
+                .halign(gtk::Align::Center)
+                .margin_top(12)
+                .margin_bottom(6)
+                .build();
+            let body = gtk::Label::builder()
+                .wrap(true)
+                .wrap_mode(gtk::pango::WrapMode::WordChar)
+                .selectable(true)
+                .xalign(0.0)
+                .use_markup(true)
+                .build();
+            let time = gtk::Label::builder()
+                .css_classes(["dim-label", "caption"])
+                .build();
+            let state = gtk::Label::builder()
+                .css_classes(["dim-label", "caption"])
+                .build();
+            let retry = gtk::Button::builder()
+                .label(tr("Retry"))
+                .css_classes(["flat", "caption"])
+                .visible(false)
+                .build();
+            let id = Rc::new(Cell::new(0i64));
+            let (i, cb) = (id.clone(), on_retry.clone());
+            retry.connect_clicked(move |_| cb(i.get()));
+            let meta = gtk::Box::builder()
+                .spacing(6)
+                .halign(gtk::Align::End)
+                .build();
+            meta.append(&time);
+            meta.append(&state);
+            meta.append(&retry);
+            let bubble = gtk::Box::builder()
+                .orientation(gtk::Orientation::Vertical)
+                .spacing(2)
+                .css_classes(["natter-bubble"])
+                .build();
+            bubble.append(&body);
+            bubble.append(&meta);
+            let line = gtk::Box::builder().margin_start(12).margin_end(12).build();
+            line.append(&bubble);
+            let row = gtk::Box::new(gtk::Orientation::Vertical, 0);
+            row.append(&day);
+            row.append(&line);
+            item.set_child(Some(&row));
+            r.borrow_mut().insert(
+                row.upcast(),
+                RowWidgets {
+                    id,
+                    day,
+                    line,
+                    bubble,
+                    body,
+                    time,
+                    state,
+                    retry,
+                },
+            );
+        });
+        let r = rows.clone();
+        factory.connect_teardown(move |_, item| {
+            if let Some(child) = item.downcast_ref::<gtk::ListItem>().and_then(|i| i.child()) {
+                r.borrow_mut().remove(&child);
+            }
+        });
+        factory.connect_bind(move |_, item| {
+            let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
+                return;
+            };
+            let (Some(obj), Some(child)) = (item.item(), item.child()) else {
+                return;
+            };
+            let Some(row) = row_of(&obj) else {
+                return;
+            };
+            let widgets = rows.borrow();
+            let Some(w) = widgets.get(&child) else {
+                return;
+            };
+            let m = &row.message;
+            w.id.set(m.id);
+            w.day.set_visible(row.day.is_some());
+            w.day.set_label(row.day.as_deref().unwrap_or_default());
+            let outgoing = m.direction == Direction::Outgoing;
+            w.line.set_halign(if outgoing {
+                gtk::Align::End
+            } else {
+                gtk::Align::Start
+            });
+            w.line.set_margin_top(if row.group_start { 8 } else { 2 });
+            w.bubble.set_css_classes(if outgoing {
+                &["natter-bubble", "outgoing"]
+            } else {
+                &["natter-bubble", "incoming"]
+            });
+            w.body.set_markup(&format::body_markup(&m.body));
+            w.time.set_label(&format::clock(m.timestamp));
+            let (words, tooltip) = state_words(m);
+            w.state.set_visible(!words.is_empty());
+            w.state.set_label(&words);
+            w.state.set_tooltip_text(Some(&tooltip));
+            w.retry
+                .set_visible(outgoing && m.state == MessageState::Failed);
+        });
+
+        let view = gtk::ListView::builder()
+            .model(&selection)
+            .factory(&factory)
+            .css_classes(["natter-timeline"])
+            .build();
+        let root = gtk::ScrolledWindow::builder()
+            .child(&view)
+            .vexpand(true)
+            .hexpand(true)
+            .hscrollbar_policy(gtk::PolicyType::Never)
+            .build();
+        let stick = Rc::new(Cell::new(true));
+        let adj = root.vadjustment();
+        let s = stick.clone();
+        adj.connect_value_changed(move |a| {
+            s.set(a.value() + a.page_size() >= a.upper() - 4.0);
+        });
+        let s = stick.clone();
+        adj.connect_changed(move |a| {
+            if s.get() {
+                a.set_value(a.upper() - a.page_size());
+            }
+        });
+        root.connect_edge_reached(move |_, pos| {
+            if pos == gtk::PositionType::Top {
+                on_need_older();
+            }
+        });
+        Timeline {
+            root,
+            view,
+            store,
+            index: HashMap::new(),
+            stick,
+            complete: false,
+            loading: false,
+        }
+    }
+
+    pub fn len(&self) -> u32 {
+        self.store.n_items()
+    }
+
+    fn message_at(&self, pos: u32) -> Option<Message> {
+        self.store
+            .item(pos)
+            .and_then(|o| row_of(&o).map(|r| r.message.clone()))
+    }
+
+    /// The oldest loaded message, where the next older page starts.
+    pub fn cursor(&self) -> Option<HistoryCursor> {
+        self.message_at(0).map(|m| HistoryCursor {
+            sort_key: m.sort_key,
+            id: m.id,
+        })
+    }
+
+    pub fn clear(&mut self) {
+        self.store.remove_all();
+        self.index.clear();
+        self.complete = false;
+        self.loading = false;
+        self.stick.set(true);
+    }
+
+    fn make_row(prev: Option<&Message>, m: Message, now: i64) -> MsgRow {
+        let new_day =
+            prev.is_none_or(|p| format::day_key(p.timestamp) != format::day_key(m.timestamp));
+        let group_start = new_day
+            || prev.is_none_or(|p| {
+                p.direction != m.direction
+                    || p.sender != m.sender
+                    || m.timestamp - p.timestamp > GROUP_GAP_MS
+            });
+        MsgRow {
+            day: new_day.then(|| format::day_label(m.timestamp, now)),
+            group_start,
+            message: m,
+        }
+    }
+
+    /// Recomputes the separator and grouping of the row at `pos` (its neighbour above
+    /// changed) and rebinds it if they changed.
+    fn refresh_row(&self, pos: u32, now: i64) {
+        let Some(obj) = self.store.item(pos) else {
+            return;
+        };
+        let prev = pos.checked_sub(1).and_then(|p| self.message_at(p));
+        let Ok(mut boxed) = obj.downcast::<glib::BoxedAnyObject>() else {
+            return;
+        };
+        let changed = match boxed.try_borrow_mut::<MsgRow>().ok() {
+            Some(mut row) => {
+                let fresh = Self::make_row(prev.as_ref(), row.message.clone(), now);
+                let changed = fresh.day != row.day || fresh.group_start != row.group_start;
+                *row = fresh;
+                changed
+            }
+            None => false,
+        };
+        if changed {
+            self.store.items_changed(pos, 1, 1);
+        }
+    }
+
+    /// Inserts a page of older messages (oldest first) above what is loaded.
+    pub fn prepend(&mut self, page: Vec<Message>) {
+        let now = glib::real_time() / 1000;
+        let mut prev: Option<Message> = None;
+        let mut objs = Vec::with_capacity(page.len());
+        for m in page {
+            if self.index.contains_key(&m.id) {
+                continue;
+            }
+            let row = Self::make_row(prev.as_ref(), m.clone(), now);
+            let obj = glib::BoxedAnyObject::new(row);
+            self.index.insert(m.id, obj.clone());
+            objs.push(obj);
+            prev = Some(m);
+        }
+        let n = objs.len() as u32;
+        self.store.splice(0, 0, &objs);
+        self.refresh_row(n, now);
+    }
+
+    /// Adds a message where it belongs by (sort_key, id): at the end for a live one.
+    pub fn insert(&mut self, m: Message) {
+        if let Some(obj) = self.index.get(&m.id) {
+            // Already shown: take the newer copy (state changes).
+            let mut handle = obj.clone();
+            if let Ok(mut row) = handle.try_borrow_mut::<MsgRow>() {
+                row.message = m;
+            }
+            if let Some(pos) = self.store.find(obj) {
+                self.store.items_changed(pos, 1, 1);
+            }
+            return;
+        }
+        let n = self.store.n_items();
+        let key = (m.sort_key, m.id);
+        let mut pos = n;
+        while pos > 0 {
+            match self.message_at(pos - 1) {
+                Some(p) if (p.sort_key, p.id) > key => pos -= 1,
+                _ => break,
+            }
+        }
+        if pos == 0 && n > 0 && !self.complete {
+            // Older than everything loaded: it will come with its page.
+            return;
+        }
+        let now = glib::real_time() / 1000;
+        let prev = pos.checked_sub(1).and_then(|p| self.message_at(p));
+        let id = m.id;
+        let obj = glib::BoxedAnyObject::new(Self::make_row(prev.as_ref(), m, now));
+        self.index.insert(id, obj.clone());
+        self.store.insert(pos, &obj);
+        self.refresh_row(pos + 1, now);
+    }
+
+    pub fn set_state(&mut self, id: i64, state: MessageState) {
+        if let Some(obj) = self.index.get(&id) {
+            let mut handle = obj.clone();
+            if let Ok(mut row) = handle.try_borrow_mut::<MsgRow>() {
+                row.message.state = state;
+            }
+            if let Some(pos) = self.store.find(obj) {
+                self.store.items_changed(pos, 1, 1);
+            }
+        }
+    }
+
+    /// Follow new messages again (the user sent one).
+    pub fn scroll_to_bottom(&self) {
+        self.stick.set(true);
+        let adj = self.root.vadjustment();
+        adj.set_value(adj.upper() - adj.page_size());
+    }
+
+    /// Whether the loaded messages fill less than the view (load more then).
+    pub fn underfilled(&self) -> bool {
+        let adj = self.root.vadjustment();
+        adj.upper() <= adj.page_size() + 1.0
+    }
+}
