@@ -24,8 +24,11 @@ use crate::ui::signin::{self, SignInForm, SignInPage};
 use crate::ui::timeline::Timeline;
 use crate::ui::{dialogs, format};
 
-/// Messages per history page.
-const PAGE: u32 = 60;
+/// Messages in the first page of a conversation: a tall window's worth. Every row of it
+/// is laid out before the first frame, so it stays small.
+const FIRST_PAGE: u32 = 25;
+/// Messages per older page, loaded as the user scrolls up.
+const PAGE: u32 = 50;
 
 /// The user's own status, as the selector shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +155,7 @@ pub enum Input {
     Send,
     Retry(i64),
     LoadOlder,
+    CheckFilled,
     SignIn,
     SignInCancel,
     SignInTrusted(SignInForm, String),
@@ -412,7 +416,8 @@ impl App {
         let before = if older { w.timeline.cursor() } else { None };
         let key = key.clone();
         sender.oneshot_command(async move {
-            let result = handle.history(&key.peer, before, PAGE).await;
+            let limit = if older { PAGE } else { FIRST_PAGE };
+            let result = handle.history(&key.peer, before, limit).await;
             Command::History { key, older, result }
         });
     }
@@ -818,6 +823,8 @@ impl Component for App {
         });
         status_box.append(&status_entry);
         let status_popover = gtk::Popover::builder().child(&status_box).build();
+        let p = status_popover.clone();
+        status_entry.connect_activate(move |_| p.popdown());
         let status_button = gtk::MenuButton::builder()
             .child(own_avatar.widget())
             .popover(&status_popover)
@@ -1125,6 +1132,12 @@ impl Component for App {
                     }
                 }
             }
+            Input::CheckFilled => {
+                w.timeline.settled();
+                if !w.timeline.complete && !w.timeline.loading && w.timeline.underfilled() {
+                    sender.input(Input::LoadOlder);
+                }
+            }
             Input::SignIn => {
                 if self.signing_in {
                     return;
@@ -1426,22 +1439,30 @@ impl Component for App {
                 match result {
                     Ok(mut page) => {
                         let n = page.len();
+                        if let Some(at) = self.opened_at {
+                            tracing::debug!(target: "natter::perf", ms = at.elapsed().as_secs_f64() * 1e3, "history page arrived");
+                        }
                         page.reverse();
                         if older {
+                            tracing::info!(target: "natter::perf", messages = n, "older page loaded");
                             w.timeline.prepend(page);
                         } else {
+                            let t = Instant::now();
                             w.timeline.clear();
                             w.timeline.prepend(page);
                             w.timeline.scroll_to_bottom();
+                            tracing::debug!(target: "natter::perf", ms = t.elapsed().as_secs_f64() * 1e3, "page put in the model");
                             if let Some(at) = self.opened_at.take() {
                                 crate::perf::shown(&w.timeline.view, at, n);
                             }
                         }
-                        if n < PAGE as usize {
+                        let limit = if older { PAGE } else { FIRST_PAGE };
+                        if n < limit as usize {
                             w.timeline.complete = true;
-                        } else if w.timeline.underfilled() {
-                            sender.input(Input::LoadOlder);
                         }
+                        // Once laid out: more history if the page does not fill the view.
+                        let s = sender.clone();
+                        glib::idle_add_local_once(move || s.input(Input::CheckFilled));
                     }
                     Err(e) => Self::toast(w, &format!("{}: {e}", tr("History not loaded"))),
                 }

@@ -29,7 +29,7 @@ pub fn shown(view: &gtk::ListView, since: Instant, messages: usize) {
 }
 
 /// With `NATTER_PERF=1`: logs how long each frame of the window took, from the start of
-/// its layout to the end of painting.
+/// its update phase to the end of painting.
 pub fn watch_frames(window: &impl IsA<gtk::Widget>) {
     if std::env::var_os("NATTER_PERF").is_none() {
         return;
@@ -40,7 +40,7 @@ pub fn watch_frames(window: &impl IsA<gtk::Widget>) {
         };
         let start: Rc<Cell<Option<Instant>>> = Rc::default();
         let s = start.clone();
-        clock.connect_layout(move |_| {
+        clock.connect_update(move |_| {
             if s.get().is_none() {
                 s.set(Some(Instant::now()));
             }

@@ -230,6 +230,14 @@ async fn first_run_signs_in_through_the_ui_then_chats() {
         .expect("demo signed off on SIGTERM");
 }
 
+fn notification_id(line: &str) -> u64 {
+    line.split("\"id\": ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .expect("notification id")
+}
+
 async fn wait_until_async<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
@@ -301,23 +309,41 @@ async fn notifications_subscriptions_and_status_in_dark_style() {
     x.screenshot("dark-conversations.png");
     assert_eq!(unread(&db, account_id, "friend@localhost").await, 2);
 
-    // Clicking the notification opens the chat: read, and the notification withdrawn.
-    let id: u64 = notified
-        .split("\"id\": ")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|s| s.parse().ok())
-        .expect("notification id");
+    // Clicking the notification opens the chat, which reads it.
+    let id = notification_id(&notified);
     notifications.invoke(id, "default");
     wait_until_async("the chat read", || async {
         unread(&db, account_id, "friend@localhost").await == 0
     })
     .await;
-    notifications.expect("the notification withdrawn", T, |l| {
-        l.contains("CloseNotification") && l.contains(&format!("\"id\": {id}"))
-    });
     tokio::time::sleep(Duration::from_millis(600)).await;
     x.screenshot("dark-chat.png");
+
+    // Start a chat with carol (Ctrl+N); friend writes meanwhile: a new notification,
+    // withdrawn as soon as friend's chat is read.
+    x.key(&["ctrl+n"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    x.type_text("carol@localhost");
+    x.key(&["Return"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    friend
+        .handle
+        .send_message("demo@localhost", "Second ping")
+        .await
+        .unwrap();
+    let second = notifications.expect("a second notification", T, |l| {
+        l.contains("\"Notify\"") && l.contains("Second ping")
+    });
+    let second_id = notification_id(&second);
+    let main = x.windows(app.pid()).into_iter().next().unwrap_or_default();
+    x.xdotool(&["windowfocus", "--sync", &main]);
+    x.key(&["ctrl+f"]);
+    x.type_text("Friend");
+    x.key(&["Return"]);
+    notifications.expect("the notification withdrawn", T, |l| {
+        l.contains("CloseNotification") && l.contains(&format!("\"id\": {second_id}"))
+    });
+    assert_eq!(unread(&db, account_id, "friend@localhost").await, 0);
 
     // carol asks to see demo's status: a banner with Accept / Deny; Accept also asks
     // back, as Conversations does.

@@ -8,9 +8,27 @@ fn local(ts_ms: i64) -> Option<glib::DateTime> {
     glib::DateTime::from_unix_local(ts_ms.div_euclid(1000)).ok()
 }
 
-/// A local calendar day, for day separators and grouping.
+/// A local calendar day, for day separators and grouping. Remembered per quarter hour
+/// (every time zone's offset is a multiple of 15 minutes): a page of history asks for
+/// it once per message, and building a local time each time costs.
 pub fn day_key(ts_ms: i64) -> i32 {
-    local(ts_ms).map_or(0, |d| d.year() * 1000 + d.day_of_year())
+    thread_local! {
+        static DAYS: std::cell::RefCell<std::collections::HashMap<i64, i32>> =
+            std::cell::RefCell::default();
+    }
+    let quarter = ts_ms.div_euclid(15 * 60 * 1000);
+    DAYS.with(|days| {
+        if let Some(day) = days.borrow().get(&quarter) {
+            return *day;
+        }
+        let day = local(ts_ms).map_or(0, |d| d.year() * 1000 + d.day_of_year());
+        let mut days = days.borrow_mut();
+        if days.len() > 100_000 {
+            days.clear();
+        }
+        days.insert(quarter, day);
+        day
+    })
 }
 
 /// "14:05": the time of a message.

@@ -15,6 +15,9 @@ use relm4::gtk::{gio, glib};
 use super::format;
 use crate::i18n::tr;
 
+/// Messages up to this long fit a phone-width bubble on one line.
+const SHORT_CHARS: usize = 32;
+
 /// Two messages from one sender closer than this are one group.
 const GROUP_GAP_MS: i64 = 5 * 60 * 1000;
 
@@ -45,6 +48,8 @@ pub struct Timeline {
     index: HashMap<i64, glib::BoxedAnyObject>,
     /// Follow new messages (the view is at the bottom).
     stick: Rc<Cell<bool>>,
+    /// The first page has been laid out (reaching the top now means "load more").
+    settled: Rc<Cell<bool>>,
     /// Every older message is loaded.
     pub complete: bool,
     pub loading: bool,
@@ -87,7 +92,13 @@ impl Timeline {
                 .build();
             let body = gtk::Label::builder()
                 .wrap(true)
-                .wrap_mode(gtk::pango::WrapMode::WordChar)
+                .wrap_mode(gtk::pango::WrapMode::Word)
+                // Measuring: GTK finds a wrapping label's minimum width by laying it out
+                // at `width-chars` (0 when unset: one character per line, and Pango 1.50
+                // shapes the rest of the text again at every break, so a long message
+                // costs milliseconds). 16 characters is a sane narrowest bubble anyway.
+                .width_chars(16)
+                .natural_wrap_mode(gtk::NaturalWrapMode::None)
                 .selectable(true)
                 .xalign(0.0)
                 .use_markup(true)
@@ -176,6 +187,10 @@ impl Timeline {
             } else {
                 &["natter-bubble", "incoming"]
             });
+            // Short one-line messages need no wrapping, and an unwrapped label is laid
+            // out once instead of at several widths.
+            w.body
+                .set_wrap(m.body.chars().count() > SHORT_CHARS || m.body.contains('\n'));
             w.body.set_markup(&format::body_markup(&m.body));
             w.time.set_label(&format::clock(m.timestamp));
             let (words, tooltip) = state_words(m);
@@ -203,14 +218,23 @@ impl Timeline {
         adj.connect_value_changed(move |a| {
             s.set(a.value() + a.page_size() >= a.upper() - 4.0);
         });
-        let s = stick.clone();
-        adj.connect_changed(move |a| {
-            if s.get() {
-                a.set_value(a.upper() - a.page_size());
+        // Following the newest message: the list is told which item to show
+        // ("list.scroll-to-item" anchors on it) instead of moving the adjustment to an
+        // estimated end, which makes GTK lay rows out again and again until it settles.
+        let (s, v) = (stick.clone(), view.downgrade());
+        store.connect_items_changed(move |store, _, _, added| {
+            if added > 0 && s.get() {
+                if let (Some(view), Some(last)) = (v.upgrade(), store.n_items().checked_sub(1)) {
+                    let _ = view.activate_action("list.scroll-to-item", Some(&last.to_variant()));
+                }
             }
         });
+        // A fresh page starts at the top until it is scrolled to its end: that is not
+        // the user reaching the top.
+        let settled = Rc::new(Cell::new(false));
+        let ready = settled.clone();
         root.connect_edge_reached(move |_, pos| {
-            if pos == gtk::PositionType::Top {
+            if pos == gtk::PositionType::Top && ready.get() {
                 on_need_older();
             }
         });
@@ -220,6 +244,7 @@ impl Timeline {
             store,
             index: HashMap::new(),
             stick,
+            settled,
             complete: false,
             loading: false,
         }
@@ -244,6 +269,7 @@ impl Timeline {
     }
 
     pub fn clear(&mut self) {
+        self.settled.set(false);
         self.store.remove_all();
         self.index.clear();
         self.complete = false;
@@ -361,8 +387,16 @@ impl Timeline {
     /// Follow new messages again (the user sent one).
     pub fn scroll_to_bottom(&self) {
         self.stick.set(true);
-        let adj = self.root.vadjustment();
-        adj.set_value(adj.upper() - adj.page_size());
+        if let Some(last) = self.store.n_items().checked_sub(1) {
+            let _ = self
+                .view
+                .activate_action("list.scroll-to-item", Some(&last.to_variant()));
+        }
+    }
+
+    /// The page on screen has been laid out.
+    pub fn settled(&self) {
+        self.settled.set(true);
     }
 
     /// Whether the loaded messages fill less than the view (load more then).
