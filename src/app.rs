@@ -508,6 +508,19 @@ impl App {
                 account.state = state;
                 if online {
                     account.offline_by_choice = false;
+                } else if !account.presences.is_empty() {
+                    // Not connected: nobody's presence is known any more.
+                    let jids: Vec<String> = account.presences.drain().map(|(j, _)| j).collect();
+                    for jid in jids {
+                        let key = ConvKey {
+                            account_id,
+                            peer: jid,
+                        };
+                        w.conversations.update(&key, |r| r.dot = Dot::None);
+                        if self.current.as_ref() == Some(&key) {
+                            self.show_chat_header(&key, w);
+                        }
+                    }
                 }
                 self.refresh_banner(w);
             }

@@ -408,5 +408,42 @@ async fn notifications_subscriptions_and_status_in_dark_style() {
         .await
         .expect("friend sees demo away, in a meeting");
     x.screenshot("dark-status.png");
+
+    // Offline: a message typed now waits, visibly, and goes out when back online.
+    let main = x.windows(app.pid())[0].clone();
+    x.xdotool(&["mousemove", "--window", &main, "28", "27", "click", "1"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    x.key(&["Down", "Down", "Down", "space"]); // Offline
+    friend
+        .wait_for(
+            T,
+            |e| matches!(e, Event::Presence { jid, presence: None, .. } if jid == "demo@localhost"),
+        )
+        .await
+        .expect("demo went offline");
+    x.key(&["Escape"]);
+    x.xdotool(&["windowfocus", "--sync", &main]);
+    x.key(&["ctrl+f"]);
+    x.type_text("Friend");
+    x.key(&["Return"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    x.type_text("Written while offline");
+    x.key(&["Return"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    x.screenshot("dark-offline-pending.png");
+    // The banner's "Go Online", at the right of the banner above the conversations.
+    x.xdotool(&["mousemove", "--window", &main, "239", "74", "click", "1"]);
+    friend
+        .received("Written while offline", T)
+        .await
+        .expect("the queued message goes out once online");
+
+    // Contact details, from the conversation menu.
+    x.xdotool(&["mousemove", "--window", &main, "757", "27", "click", "1"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    x.key(&["Return"]);
+    wait_until("the contact details", T, || x.windows(app.pid()).len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    x.screenshot("dark-contact-details.png");
     app.terminate().await;
 }

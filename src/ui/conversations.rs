@@ -110,9 +110,14 @@ impl ConversationList {
                 return;
             };
             let avatar = Avatar::new(40);
+            // Ellipsized labels ask for their whole text as natural width: bounded, the
+            // sidebar keeps one width, so the chat beside it is not laid out again
+            // whenever a preview changes.
             let name = gtk::Label::builder()
                 .xalign(0.0)
                 .hexpand(true)
+                .width_chars(1)
+                .max_width_chars(1)
                 .ellipsize(gtk::pango::EllipsizeMode::End)
                 .css_classes(["heading"])
                 .build();
@@ -122,6 +127,8 @@ impl ConversationList {
             let preview = gtk::Label::builder()
                 .xalign(0.0)
                 .hexpand(true)
+                .width_chars(1)
+                .max_width_chars(1)
                 .ellipsize(gtk::pango::EllipsizeMode::End)
                 .css_classes(["dim-label"])
                 .build();

@@ -17,7 +17,10 @@ pub struct Xvfb {
 
 impl Xvfb {
     pub fn start() -> Xvfb {
-        let mut n = 150 + std::process::id() % 300;
+        // Tests of one binary run in parallel in one process: each takes its own number.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let own = NEXT.fetch_add(7, std::sync::atomic::Ordering::SeqCst);
+        let mut n = 150 + std::process::id() % 300 + own;
         while Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
             || Path::new(&format!("/tmp/.X{n}-lock")).exists()
         {
@@ -138,11 +141,16 @@ impl App {
     /// Waits for the main window and gives it the keyboard focus, as clicking on it would.
     pub async fn window(&self, x: &Xvfb) -> String {
         let mut window = String::new();
-        wait_until("the window", Duration::from_secs(30), || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while window.is_empty() {
             window = x.windows(self.pid()).into_iter().next().unwrap_or_default();
-            !window.is_empty()
-        })
-        .await;
+            assert!(
+                Instant::now() < deadline,
+                "no window; the app's log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         // Let the first frame settle before typing.
         tokio::time::sleep(Duration::from_millis(800)).await;
         x.xdotool(&["windowfocus", "--sync", &window]);
