@@ -72,11 +72,14 @@ const VIDEO_BITRATE: u32 = 800_000;
 /// A key frame at least every two seconds at 30 fps, so a lost one heals quickly.
 const KEYFRAME_INTERVAL: u32 = 60;
 const MTU: u32 = 1200;
-/// libopus' default is 10, its most expensive setting; 5 is what libwebrtc uses on phones.
-/// Measured on the 2-core VM `benches/call.rs` runs on (20 ms mono frames, 32 kbit/s,
-/// FEC for 10 % loss), one encoder costs ~3.3 % of a core at 10 and ~2.3 % at 5 on
-/// speech (3.4 % → 1.6 % on the test tone), out of a 5 % budget per peer for a call.
-const OPUS_COMPLEXITY: i32 = 5;
+/// libopus' default is 10, its most expensive setting. From 2 up, SILK quantises with
+/// delayed decision (2–4 survivor states, for the frame and again for its FEC copy),
+/// which is most of the encoder's time; 1 keeps the same bitrate, bandwidth, mode and
+/// in-band FEC and quantises greedily, at a small cost in SNR. Measured on the 2-core VM
+/// `benches/call.rs` runs on (20 ms mono frames, 32 kbit/s fullband, FEC for 10 % loss,
+/// live 20 ms cadence): one encoder costs ~2.3 % of a core at 5, ~1.7 % at 3, ~1.0 % at 1,
+/// out of a 5 % budget per peer for the whole call.
+const OPUS_COMPLEXITY: i32 = 1;
 
 /// Creates and tunes the encoder for a stream.
 pub(crate) fn encoder(

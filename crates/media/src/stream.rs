@@ -217,11 +217,11 @@ fn build_parts(
     let mut appsinks = Vec::new();
     match spec.kind {
         MediaKind::Audio => {
-            let convert = parts.make("audioconvert", "audio playback")?;
+            // opusdec puts out interleaved S16, which level and spectrum take as is.
             let l = parts.make("level", "audio statistics")?;
             set(&l, "interval", ANALYSIS_INTERVAL_NS);
             set(&l, "post-messages", true);
-            decode.extend([convert, l.clone()]);
+            decode.push(l.clone());
             if ctx.config.analyse_audio {
                 let s = parts.make("spectrum", "audio statistics")?;
                 set(&s, "bands", SPECTRUM_BANDS);
@@ -234,9 +234,13 @@ fn build_parts(
                 decode.push(s.clone());
                 spectrum = Some(s);
             }
-            let convert2 = parts.make("audioconvert", "audio playback")?;
-            let resample = parts.make("audioresample", "audio playback")?;
-            decode.extend([convert2, resample]);
+            // Only a sound device (or the echo probe) needs another format or rate; a
+            // fakesink takes the decoder's output as it is.
+            if ctx.config.play_audio || ctx.config.echo_cancellation {
+                let convert = parts.make("audioconvert", "audio playback")?;
+                let resample = parts.make("audioresample", "audio playback")?;
+                decode.extend([convert, resample]);
+            }
             if ctx.config.echo_cancellation {
                 let probe = parts.make("webrtcechoprobe", "echo cancellation")?;
                 decode.push(probe.clone());
@@ -331,8 +335,11 @@ fn build_send_chain(
     let mut volume = None;
     match spec.kind {
         MediaKind::Audio => {
-            chain.push(parts.make("audioconvert", "audio capture")?);
-            chain.push(parts.make("audioresample", "audio capture")?);
+            // audiotestsrc makes 48 kHz mono itself; a microphone may need converting.
+            if !matches!(config.source, Source::Test { .. }) {
+                chain.push(parts.make("audioconvert", "audio capture")?);
+                chain.push(parts.make("audioresample", "audio capture")?);
+            }
             chain.push(
                 parts.capsfilter(
                     gst::Caps::builder("audio/x-raw")
