@@ -1555,6 +1555,7 @@ impl Component for App {
                 if self.accounts.is_empty() {
                     w.signin.reset(false);
                     w.stack.set_visible_child_name("signin");
+                    w.signin.address.grab_focus();
                 }
             }
             Command::Presences(key, list) => {

@@ -219,15 +219,58 @@ async fn first_run_signs_in_through_the_ui_then_chats() {
     x.key(&["alt+Left"]);
     tokio::time::sleep(Duration::from_millis(800)).await;
     x.screenshot("narrow-list.png");
+    x.xdotool(&["windowsize", "--sync", &main, "900", "640"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
-    app.terminate().await;
+    // Removing the account asks first (main menu, F10): cancelling keeps everything.
+    x.key(&["F10"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    x.key(&["Down", "Return"]); // from "Add Account…" to "Remove demo@localhost…"
+    wait_until("the removal question", T, || {
+        x.windows(app.pid()).len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    x.screenshot("remove-account.png");
+    x.key(&["Escape"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        db.accounts().await.unwrap().len(),
+        1,
+        "cancel keeps the account"
+    );
+    x.xdotool(&["windowfocus", "--sync", &main]);
+    x.key(&["F10"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    x.key(&["Down", "Return"]);
+    wait_until("the removal question", T, || {
+        x.windows(app.pid()).len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    x.key(&["Tab", "Return"]); // "Remove"
+    wait_until_async("the account removed", || async {
+        db.accounts().await.unwrap().is_empty()
+    })
+    .await;
+    wait_until_async("the password out of the keyring", || async {
+        let keyring = PasswordStore::file(&data.join("natter.keyring"), b"gui-test-keyring")
+            .await
+            .unwrap();
+        keyring.password("demo@localhost").await.unwrap().is_none()
+    })
+    .await;
     friend
         .wait_for(
-            Duration::from_secs(5),
+            Duration::from_secs(10),
             |e| matches!(e, Event::Presence { jid, presence: None, .. } if jid == "demo@localhost"),
         )
         .await
-        .expect("demo signed off on SIGTERM");
+        .expect("demo signed off when removed");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    x.screenshot("signin-after-removal.png");
+
+    app.terminate().await;
 }
 
 fn notification_id(line: &str) -> u64 {

@@ -24,6 +24,7 @@ pub struct SignInPage {
     host: adw::EntryRow,
     port: adw::EntryRow,
     direct_tls: gtk::Switch,
+    advanced: adw::ExpanderRow,
     error: gtk::Label,
     button: gtk::Button,
     spinner: gtk::Spinner,
@@ -162,6 +163,7 @@ impl SignInPage {
             host,
             port,
             direct_tls,
+            advanced,
             error,
             button,
             spinner,
@@ -224,6 +226,7 @@ impl SignInPage {
         self.host.set_text("");
         self.port.set_text("");
         self.direct_tls.set_active(false);
+        self.advanced.set_expanded(false);
         self.error.set_visible(false);
         self.set_busy(false);
         self.cancel.set_visible(can_cancel);
