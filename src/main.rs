@@ -48,6 +48,11 @@ fn main() {
         .with_ansi(std::io::stdout().is_terminal())
         .init();
     i18n::init();
+    // No display (or a broken one): say so and stop, instead of a panic deep in relm4.
+    if let Err(e) = relm4::gtk::init() {
+        eprintln!("natter: cannot start the window: {e} (is DISPLAY or WAYLAND_DISPLAY set?)");
+        std::process::exit(1);
+    }
     // Sessions run on our own tokio runtime, never on the GTK main thread. The account
     // starts connecting now, while GTK builds the window.
     let started = backend::runtime().spawn(backend::start_accounts());

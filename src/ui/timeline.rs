@@ -33,11 +33,9 @@ pub struct MsgRow {
 struct RowWidgets {
     id: Rc<Cell<i64>>,
     day: gtk::Label,
-    line: gtk::Box,
     bubble: gtk::Box,
     body: gtk::Label,
-    time: gtk::Label,
-    state: gtk::Label,
+    meta: gtk::Label,
     retry: gtk::Button,
 }
 
@@ -103,27 +101,20 @@ impl Timeline {
                 .xalign(0.0)
                 .use_markup(true)
                 .build();
-            let time = gtk::Label::builder()
+            // Time and delivery state in one label (no horizontal box in the bubble).
+            let meta = gtk::Label::builder()
                 .css_classes(["dim-label", "caption"])
-                .build();
-            let state = gtk::Label::builder()
-                .css_classes(["dim-label", "caption"])
+                .halign(gtk::Align::End)
                 .build();
             let retry = gtk::Button::builder()
                 .label(tr("Retry"))
                 .css_classes(["flat", "caption"])
+                .halign(gtk::Align::End)
                 .visible(false)
                 .build();
             let id = Rc::new(Cell::new(0i64));
             let (i, cb) = (id.clone(), on_retry.clone());
             retry.connect_clicked(move |_| cb(i.get()));
-            let meta = gtk::Box::builder()
-                .spacing(6)
-                .halign(gtk::Align::End)
-                .build();
-            meta.append(&time);
-            meta.append(&state);
-            meta.append(&retry);
             let bubble = gtk::Box::builder()
                 .orientation(gtk::Orientation::Vertical)
                 .spacing(2)
@@ -131,22 +122,26 @@ impl Timeline {
                 .build();
             bubble.append(&body);
             bubble.append(&meta);
-            let line = gtk::Box::builder().margin_start(12).margin_end(12).build();
-            line.append(&bubble);
+            bubble.append(&retry);
+            // The bubble sits in the row's vertical box itself, aligned left or right: a
+            // horizontal box around it would answer "how tall for this width" by a
+            // binary search over the bubble's heights, each one a search of its own
+            // over widths (GtkBoxLayout's distribute_remaining_size), laying the text out
+            // at every step.
+            bubble.set_margin_start(12);
+            bubble.set_margin_end(12);
             let row = gtk::Box::new(gtk::Orientation::Vertical, 0);
             row.append(&day);
-            row.append(&line);
+            row.append(&bubble);
             item.set_child(Some(&row));
             r.borrow_mut().insert(
                 row.upcast(),
                 RowWidgets {
                     id,
                     day,
-                    line,
                     bubble,
                     body,
-                    time,
-                    state,
+                    meta,
                     retry,
                 },
             );
@@ -176,12 +171,12 @@ impl Timeline {
             w.day.set_visible(row.day.is_some());
             w.day.set_label(row.day.as_deref().unwrap_or_default());
             let outgoing = m.direction == Direction::Outgoing;
-            w.line.set_halign(if outgoing {
+            w.bubble.set_halign(if outgoing {
                 gtk::Align::End
             } else {
                 gtk::Align::Start
             });
-            w.line.set_margin_top(if row.group_start { 8 } else { 2 });
+            w.bubble.set_margin_top(if row.group_start { 8 } else { 2 });
             w.bubble.set_css_classes(if outgoing {
                 &["natter-bubble", "outgoing"]
             } else {
@@ -192,11 +187,15 @@ impl Timeline {
             w.body
                 .set_wrap(m.body.chars().count() > SHORT_CHARS || m.body.contains('\n'));
             w.body.set_markup(&format::body_markup(&m.body));
-            w.time.set_label(&format::clock(m.timestamp));
             let (words, tooltip) = state_words(m);
-            w.state.set_visible(!words.is_empty());
-            w.state.set_label(&words);
-            w.state.set_tooltip_text(Some(&tooltip));
+            let clock = format::clock(m.timestamp);
+            if words.is_empty() {
+                w.meta.set_label(&clock);
+                w.meta.set_tooltip_text(None);
+            } else {
+                w.meta.set_label(&format!("{clock}  {words}"));
+                w.meta.set_tooltip_text(Some(&tooltip));
+            }
             w.retry
                 .set_visible(outgoing && m.state == MessageState::Failed);
         });
@@ -392,6 +391,27 @@ impl Timeline {
                 .view
                 .activate_action("list.scroll-to-item", Some(&last.to_variant()));
         }
+    }
+
+    /// Runs `f` once the next frame has been painted (its layout is then known).
+    pub fn after_next_frame(&self, f: impl FnOnce() + 'static) {
+        let Some(clock) = self.view.frame_clock() else {
+            glib::idle_add_local_once(f);
+            return;
+        };
+        let f = Rc::new(Cell::new(Some(f)));
+        let handler: Rc<Cell<Option<glib::SignalHandlerId>>> = Rc::default();
+        let h = handler.clone();
+        let id = clock.connect_after_paint(move |clock| {
+            if let Some(id) = h.take() {
+                clock.disconnect(id);
+            }
+            if let Some(f) = f.take() {
+                f();
+            }
+        });
+        handler.set(Some(id));
+        clock.request_phase(gtk::gdk::FrameClockPhase::PAINT);
     }
 
     /// The page on screen has been laid out.

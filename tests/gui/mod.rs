@@ -19,29 +19,45 @@ impl Xvfb {
     pub fn start() -> Xvfb {
         // Tests of one binary run in parallel in one process: each takes its own number.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let own = NEXT.fetch_add(7, std::sync::atomic::Ordering::SeqCst);
-        let mut n = 150 + std::process::id() % 300 + own;
-        while Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            n += 1;
+        let taken = |n: u32| {
+            Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        };
+        for _ in 0..20 {
+            let own = NEXT.fetch_add(7, std::sync::atomic::Ordering::SeqCst);
+            let mut n = 150 + std::process::id() % 300 + own;
+            while taken(n) {
+                n += 1;
+            }
+            let mut child = Command::new("Xvfb")
+                .arg(format!(":{n}"))
+                .args(["-screen", "0", "1024x700x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xvfb runs (make check installs it)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            // Up when its socket exists; another server that won the race for this
+            // number makes ours exit: then try the next number.
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if let Ok(None) = child.try_wait() {
+                        return Xvfb {
+                            child,
+                            display: format!(":{n}"),
+                        };
+                    }
+                    break;
+                }
+                assert!(Instant::now() < deadline, "Xvfb did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        let child = Command::new("Xvfb")
-            .arg(format!(":{n}"))
-            .args(["-screen", "0", "1024x700x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb runs (make check installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            assert!(Instant::now() < deadline, "Xvfb did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Xvfb {
-            child,
-            display: format!(":{n}"),
-        }
+        panic!("no free X display for Xvfb");
     }
 
     pub fn xdotool(&self, args: &[&str]) -> String {
