@@ -1473,11 +1473,9 @@ impl Component for App {
                         if n < limit as usize {
                             w.timeline.complete = true;
                         }
-                        // Once laid out (after the next frame, not in an idle that may
-                        // run before it): more history if the page does not fill the view.
+                        // Once laid out: more history if the page does not fill the view.
                         let s = sender.clone();
-                        w.timeline
-                            .after_next_frame(move || s.input(Input::CheckFilled));
+                        glib::idle_add_local_once(move || s.input(Input::CheckFilled));
                     }
                     Err(e) => Self::toast(w, &format!("{}: {e}", tr("History not loaded"))),
                 }

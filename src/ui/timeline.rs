@@ -393,27 +393,6 @@ impl Timeline {
         }
     }
 
-    /// Runs `f` once the next frame has been painted (its layout is then known).
-    pub fn after_next_frame(&self, f: impl FnOnce() + 'static) {
-        let Some(clock) = self.view.frame_clock() else {
-            glib::idle_add_local_once(f);
-            return;
-        };
-        let f = Rc::new(Cell::new(Some(f)));
-        let handler: Rc<Cell<Option<glib::SignalHandlerId>>> = Rc::default();
-        let h = handler.clone();
-        let id = clock.connect_after_paint(move |clock| {
-            if let Some(id) = h.take() {
-                clock.disconnect(id);
-            }
-            if let Some(f) = f.take() {
-                f();
-            }
-        });
-        handler.set(Some(id));
-        clock.request_phase(gtk::gdk::FrameClockPhase::PAINT);
-    }
-
     /// The page on screen has been laid out.
     pub fn settled(&self) {
         self.settled.set(true);
