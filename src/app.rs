@@ -525,6 +525,7 @@ impl App {
                 self.refresh_banner(w);
             }
             Event::Roster(contacts) => {
+                tracing::debug!(contacts = contacts.len(), "roster");
                 account.contacts = contacts.into_iter().map(|c| (c.jid.clone(), c)).collect();
                 let jids: Vec<_> = account.contacts.keys().cloned().collect();
                 for jid in jids {

@@ -338,7 +338,14 @@ async fn notifications_subscriptions_and_status_in_dark_style() {
         .unwrap();
     let account_id = db.accounts().await.unwrap()[0].id;
 
-    // No chat is open: a message from friend notifies, with the name and the text.
+    // The roster has arrived (names known), and no chat is open: a message from friend
+    // notifies, with the name and the text.
+    wait_until("the roster", T, || {
+        app.log_text()
+            .lines()
+            .any(|l| l.contains(" roster ") && !l.contains("contacts=0"))
+    })
+    .await;
     friend
         .handle
         .send_message("demo@localhost", "Ping from the dark")
