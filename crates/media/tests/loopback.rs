@@ -109,7 +109,7 @@ fn audio_and_video_cross_both_ways() {
         })
     };
     assert!(
-        wait_until(Duration::from_secs(8), pictures),
+        wait_until(Duration::from_secs(20), pictures),
         "A sees {:?}, B sees {:?}",
         call.a.stats(1),
         call.b.stats(1)
@@ -297,7 +297,7 @@ fn negotiated_payload_types_are_used_and_required() {
     );
     call.start();
     assert!(
-        wait_until(Duration::from_secs(8), || hears(&call.b, 0, 440.0)
+        wait_until(Duration::from_secs(20), || hears(&call.b, 0, 440.0)
             && hears(&call.a, 0, 880.0)
             && call.b.stats(1).frames_decoded > 10
             && call.a.stats(1).frames_decoded > 10),
@@ -348,7 +348,7 @@ fn h264_crosses_both_ways() {
     );
     call.start();
     assert!(
-        wait_until(Duration::from_secs(8), || [&call.a, &call.b]
+        wait_until(Duration::from_secs(20), || [&call.a, &call.b]
             .iter()
             .all(|s| s.stats(0).frames_decoded > 30 && s.stats(0).width == 640)),
         "A {:?} B {:?}",
