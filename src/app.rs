@@ -247,6 +247,14 @@ impl App {
         self.accounts.get(&account_id).map(|a| a.handle.clone())
     }
 
+    /// Each account as (id, address), for choosing one in a dialog.
+    fn account_list(&self) -> Vec<(i64, String)> {
+        self.accounts
+            .iter()
+            .map(|(id, a)| (*id, a.handle.jid().to_owned()))
+            .collect()
+    }
+
     fn default_account(&self) -> Option<i64> {
         self.current
             .as_ref()
@@ -302,14 +310,7 @@ impl App {
             self.status == OwnStatus::Available && self.status_text.is_empty(),
         ) {
             let text = Some(self.status_text.clone()).filter(|t| !t.is_empty());
-            sender.oneshot_command(async move {
-                Command::Done(
-                    handle
-                        .set_presence(Some(a), text, 0)
-                        .await
-                        .map_err(|e| e.to_string()),
-                )
-            });
+            send_presence(sender, handle, a, text);
         }
         self.refresh_accounts_menu(w);
         self.refresh_banner(w);
@@ -680,15 +681,7 @@ impl App {
                             Command::Restarted(id, backend::restart_session(id).await)
                         });
                     } else {
-                        let text = text.clone();
-                        sender.oneshot_command(async move {
-                            Command::Done(
-                                handle
-                                    .set_presence(Some(avail), text, 0)
-                                    .await
-                                    .map_err(|e| e.to_string()),
-                            )
-                        });
+                        send_presence(sender, handle, avail, text.clone());
                     }
                 }
             }
@@ -708,6 +701,23 @@ impl App {
     fn toast(w: &Widgets, text: &str) {
         w.toasts.add_toast(adw::Toast::new(text));
     }
+}
+
+/// Tells the server our availability and status text; a failure shows as a toast.
+fn send_presence(
+    sender: &ComponentSender<App>,
+    handle: SessionHandle,
+    availability: Availability,
+    text: Option<String>,
+) {
+    sender.oneshot_command(async move {
+        Command::Done(
+            handle
+                .set_presence(Some(availability), text, 0)
+                .await
+                .map_err(|e| e.to_string()),
+        )
+    });
 }
 
 fn install_actions(sender: &ComponentSender<App>) {
@@ -1222,11 +1232,7 @@ impl Component for App {
                 }
             }
             Input::ShowStartChat => {
-                let accounts: Vec<(i64, String)> = self
-                    .accounts
-                    .iter()
-                    .map(|(id, a)| (*id, a.handle.jid().to_owned()))
-                    .collect();
+                let accounts = self.account_list();
                 if accounts.is_empty() {
                     return;
                 }
@@ -1236,11 +1242,7 @@ impl Component for App {
                 });
             }
             Input::ShowAddContact => {
-                let accounts: Vec<(i64, String)> = self
-                    .accounts
-                    .iter()
-                    .map(|(id, a)| (*id, a.handle.jid().to_owned()))
-                    .collect();
+                let accounts = self.account_list();
                 if accounts.is_empty() {
                     return;
                 }
