@@ -174,8 +174,10 @@ pub(crate) fn build(
     };
     match build_parts(&mut parts, id, spec, &elements, outgoing) {
         Ok(stream) => {
-            for e in &parts.elements {
-                // In NULL this does nothing; a stream added mid-call starts right away.
+            // In NULL this does nothing; a stream added mid-call starts right away. Sinks
+            // first, sources last: a live source started before the elements downstream of
+            // it are PAUSED gets FLUSHING back from its first push and stops for good.
+            for e in parts.elements.iter().rev() {
                 if let Err(err) = e.sync_state_with_parent() {
                     tracing::warn!(element = %e.name(), error = %err, "could not start element");
                 }
