@@ -73,6 +73,10 @@ pub enum MessageState {
     Failed = 3,
     /// An incoming message.
     Received = 4,
+    /// The recipient's device has it (XEP-0184 receipt or XEP-0333 `received`).
+    Delivered = 5,
+    /// The recipient has seen it (XEP-0333 `displayed`).
+    Read = 6,
 }
 
 impl MessageState {
@@ -82,6 +86,8 @@ impl MessageState {
             1 => MessageState::Sent,
             2 => MessageState::Acked,
             3 => MessageState::Failed,
+            5 => MessageState::Delivered,
+            6 => MessageState::Read,
             _ => MessageState::Received,
         }
     }
@@ -115,6 +121,8 @@ pub struct NewMessage {
     pub origin_id: Option<String>,
     pub stanza_id: Option<String>,
     pub placement: Placement,
+    /// The id of the message this one answers (XEP-0461).
+    pub reply_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +139,45 @@ pub struct Message {
     pub state: MessageState,
     pub origin_id: Option<String>,
     pub stanza_id: Option<String>,
+    /// The sender corrected it (XEP-0308); `body` is the corrected text.
+    pub edited: bool,
+    /// The sender deleted it for everyone (XEP-0424); `body` is empty.
+    pub retracted: bool,
+    /// The id of the message this one answers (XEP-0461), and that message if we have it.
+    pub reply_to: Option<String>,
+    pub quote: Option<Quote>,
+    /// Reactions (XEP-0444), most used first.
+    pub reactions: Vec<Reaction>,
+}
+
+/// The message a reply answers, as the reply shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub direction: Direction,
+    pub sender: String,
+    pub body: String,
+    pub retracted: bool,
+}
+
+/// One emoji on a message, and who sent it (bare JIDs; ours is in `senders` too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    pub emoji: String,
+    pub senders: Vec<String>,
+}
+
+/// Which messages a reference (an id in a correction, retraction, reaction, receipt or
+/// marker) may point at, and who may point there: the sender of the referencing stanza
+/// must be the one who sent the original (or, for receipts and markers, its recipient).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub account_id: i64,
+    /// The conversation's bare JID.
+    pub peer: String,
+    /// The direction of the referenced message.
+    pub direction: Direction,
+    /// The id the stanza names: an origin-id / message id or our archive's stanza-id.
+    pub id: String,
 }
 
 /// Position in a conversation's history: messages strictly older than this are returned.
@@ -160,13 +207,15 @@ pub struct OutboxEntry {
 }
 
 pub struct Db {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, c.peer, m.direction, m.sender, m.body, \
-                               m.timestamp, m.sort_key, m.state, m.origin_id, m.stanza_id";
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "m.id, m.conversation_id, c.peer, m.direction, m.sender, m.body, \
+                               m.timestamp, m.sort_key, m.state, m.origin_id, m.stanza_id, \
+                               m.edited, m.retracted, m.reply_to";
 
-fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+pub(crate) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     message_from_row_at(r, 0)
 }
 
@@ -188,6 +237,11 @@ fn message_from_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
         state: MessageState::from_i64(r.get(at + 8)?),
         origin_id: r.get(at + 9)?,
         stanza_id: r.get(at + 10)?,
+        edited: r.get(at + 11)?,
+        retracted: r.get(at + 12)?,
+        reply_to: r.get(at + 13)?,
+        quote: None,
+        reactions: Vec::new(),
     })
 }
 
@@ -501,8 +555,8 @@ impl Db {
             .prepare_cached(
                 "INSERT OR IGNORE INTO message
                  (conversation_id, direction, sender, body, timestamp, sort_key, state,
-                  origin_id, stanza_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                  origin_id, stanza_id, reply_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 conversation_id,
@@ -513,7 +567,8 @@ impl Db {
                 sort_key,
                 m.state as i64,
                 m.origin_id,
-                m.stanza_id
+                m.stanza_id,
+                m.reply_to
             ])?;
         if inserted == 0 {
             return Ok(None);
@@ -528,7 +583,7 @@ impl Db {
             m.timestamp,
             i64::from(m.direction == Direction::Incoming)
         ])?;
-        Ok(Some(Message {
+        let mut stored = Message {
             id,
             conversation_id,
             peer: m.peer.clone(),
@@ -540,7 +595,16 @@ impl Db {
             state: m.state,
             origin_id: m.origin_id.clone(),
             stanza_id: m.stanza_id.clone(),
-        }))
+            edited: false,
+            retracted: false,
+            reply_to: m.reply_to.clone(),
+            quote: None,
+            reactions: Vec::new(),
+        };
+        if stored.reply_to.is_some() {
+            Self::decorate(conn, std::slice::from_mut(&mut stored))?;
+        }
+        Ok(Some(stored))
     }
 
     pub fn insert_message(&mut self, m: &NewMessage) -> Result<Option<Message>> {
@@ -643,11 +707,18 @@ impl Db {
         Ok(out)
     }
 
-    pub fn set_message_state(&mut self, id: i64, state: MessageState) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE message SET state = ?2 WHERE id = ?1")?
+    /// Moves a message to `state`; `false` when nothing changed. A message the
+    /// recipient already has (delivered, read) never goes back to sent or acknowledged:
+    /// receipts can overtake the server's acknowledgement.
+    pub fn set_message_state(&mut self, id: i64, state: MessageState) -> Result<bool> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE message SET state = ?2 WHERE id = ?1 AND state != ?2
+                   AND NOT (state IN (5, 6) AND ?2 IN (1, 2))",
+            )?
             .execute(params![id, state as i64])?;
-        Ok(())
+        Ok(changed > 0)
     }
 
     pub fn set_stanza_id(&mut self, id: i64, stanza_id: &str) -> Result<()> {
@@ -690,7 +761,9 @@ impl Db {
         );
         let mut st = self.conn.prepare_cached(&sql)?;
         let rows = st.query_map(params![conversation_id, key, id, limit], message_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut page: Vec<Message> = rows.collect::<rusqlite::Result<_>>()?;
+        Self::decorate(&self.conn, &mut page)?;
+        Ok(page)
     }
 
     pub fn message_count(&mut self, account_id: i64) -> Result<i64> {

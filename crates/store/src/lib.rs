@@ -5,6 +5,7 @@
 //! thread. Schema changes are numbered migrations (see [`schema`]).
 
 mod db;
+mod edits;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -15,8 +16,9 @@ use tokio::sync::oneshot;
 
 pub use db::{
     Account, Contact, Conversation, ConversationSummary, Direction, HistoryCursor, Message,
-    MessageState, NewMessage, OutboxEntry, Placement,
+    MessageState, NewMessage, OutboxEntry, Placement, Quote, Reaction, Reference,
 };
+pub use edits::{SearchHit, MAX_REACTIONS_PER_SENDER};
 
 /// Errors the store reports. Each names what failed in a way a log reader understands.
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +222,8 @@ impl Store {
         self.call(move |db| db.insert_live(account_id, &msgs)).await
     }
 
-    pub async fn set_message_state(&self, message_id: i64, state: MessageState) -> Result<()> {
+    /// `false` when the message was already in `state` (or further along).
+    pub async fn set_message_state(&self, message_id: i64, state: MessageState) -> Result<bool> {
         self.call(move |db| db.set_message_state(message_id, state))
             .await
     }
@@ -259,6 +262,59 @@ impl Store {
     pub async fn set_archive_cursor(&self, account_id: i64, id: String) -> Result<()> {
         self.call(move |db| db.set_archive_cursor(account_id, &id))
             .await
+    }
+
+    /// One message with its quote and reactions.
+    pub async fn message(&self, id: i64) -> Result<Option<Message>> {
+        self.call(move |db| db.message(id)).await
+    }
+
+    /// Applies a correction (XEP-0308); `None` when the reference names nothing we may
+    /// change.
+    pub async fn correct(&self, r: Reference, body: String) -> Result<Option<Message>> {
+        self.call(move |db| db.correct(&r, &body)).await
+    }
+
+    /// Applies a retraction (XEP-0424): the message becomes a tombstone.
+    pub async fn retract(&self, r: Reference) -> Result<Option<Message>> {
+        self.call(move |db| db.retract(&r)).await
+    }
+
+    /// Replaces `sender`'s reactions (XEP-0444) on the message `r` names.
+    pub async fn set_reactions(
+        &self,
+        r: Reference,
+        sender: String,
+        emojis: Vec<String>,
+    ) -> Result<Option<Message>> {
+        self.call(move |db| db.set_reactions(&r, &sender, &emojis))
+            .await
+    }
+
+    /// A receipt or `received` marker: the changed (message id, state).
+    pub async fn mark_delivered(&self, r: Reference) -> Result<Vec<(i64, MessageState)>> {
+        self.call(move |db| db.mark_delivered(&r)).await
+    }
+
+    /// A `displayed` marker: that message and our earlier ones are read.
+    pub async fn mark_displayed(&self, r: Reference) -> Result<Vec<(i64, MessageState)>> {
+        self.call(move |db| db.mark_displayed(&r)).await
+    }
+
+    /// Full-text search over an account's messages, newest first.
+    pub async fn search(
+        &self,
+        account_id: i64,
+        query: String,
+        limit: u32,
+    ) -> Result<Vec<SearchHit>> {
+        self.call(move |db| db.search(account_id, &query, limit))
+            .await
+    }
+
+    /// How many messages of its conversation are newer than message `id`.
+    pub async fn newer_count(&self, id: i64) -> Result<i64> {
+        self.call(move |db| db.newer_count(id)).await
     }
 
     pub async fn mark_read(&self, conversation_id: i64) -> Result<()> {

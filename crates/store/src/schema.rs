@@ -61,6 +61,35 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE account ADD COLUMN pinned_cert TEXT;
     "#,
+    // 3: what other messages do to a message: corrections (XEP-0308), retractions
+    // (XEP-0424), replies (XEP-0461), reactions (XEP-0444); and full-text search (FTS5,
+    // kept in step with `message.body` by triggers).
+    r#"
+    ALTER TABLE message ADD COLUMN edited INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE message ADD COLUMN retracted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE message ADD COLUMN reply_to TEXT;
+    CREATE INDEX message_ref ON message(conversation_id, origin_id) WHERE origin_id IS NOT NULL;
+    CREATE TABLE reaction (
+        message_id INTEGER NOT NULL REFERENCES message(id) ON DELETE CASCADE,
+        sender     TEXT NOT NULL,
+        emoji      TEXT NOT NULL,
+        UNIQUE (message_id, sender, emoji)
+    );
+    CREATE VIRTUAL TABLE message_fts USING fts5(
+        body, content='message', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    );
+    INSERT INTO message_fts(rowid, body) SELECT id, body FROM message;
+    CREATE TRIGGER message_fts_insert AFTER INSERT ON message BEGIN
+        INSERT INTO message_fts(rowid, body) VALUES (new.id, new.body);
+    END;
+    CREATE TRIGGER message_fts_delete AFTER DELETE ON message BEGIN
+        INSERT INTO message_fts(message_fts, rowid, body) VALUES ('delete', old.id, old.body);
+    END;
+    CREATE TRIGGER message_fts_update AFTER UPDATE OF body ON message BEGIN
+        INSERT INTO message_fts(message_fts, rowid, body) VALUES ('delete', old.id, old.body);
+        INSERT INTO message_fts(rowid, body) VALUES (new.id, new.body);
+    END;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -22,6 +22,7 @@ fn incoming(account_id: i64, peer: &str, body: &str, ts: i64, origin: Option<&st
         origin_id: origin.map(str::to_owned),
         stanza_id: None,
         placement: Placement::Append,
+        reply_to: None,
     }
 }
 
@@ -193,6 +194,7 @@ async fn outbox_holds_unacknowledged_messages_in_order() {
             origin_id: Some(format!("o{i}")),
             stanza_id: None,
             placement: Placement::Append,
+            reply_to: None,
         };
         ids.push(store.insert_message(m).await.unwrap().unwrap().id);
     }
@@ -377,6 +379,7 @@ async fn summaries_show_the_newest_message_and_unread_count_by_activity() {
         origin_id: None,
         stanza_id: None,
         placement: Placement::Append,
+        reply_to: None,
     };
     for m in [
         msg("a@localhost", "a1", 10, Direction::Incoming),
@@ -436,6 +439,7 @@ async fn only_a_failed_outgoing_message_goes_back_to_the_outbox() {
         origin_id: Some("o1".into()),
         stanza_id: None,
         placement: Placement::Append,
+        reply_to: None,
     };
     let id = store.insert_message(m).await.unwrap().unwrap().id;
     assert_eq!(
@@ -469,4 +473,336 @@ async fn a_pinned_certificate_is_kept_with_the_account() {
         .unwrap()
         .unwrap();
     assert_eq!(back.pinned_cert, a.pinned_cert);
+}
+
+fn outgoing(account_id: i64, peer: &str, body: &str, ts: i64, origin: &str) -> NewMessage {
+    NewMessage {
+        direction: Direction::Outgoing,
+        sender: "demo@localhost/natter".into(),
+        state: MessageState::Acked,
+        ..incoming(account_id, peer, body, ts, Some(origin))
+    }
+}
+
+fn reference(account_id: i64, peer: &str, direction: Direction, id: &str) -> Reference {
+    Reference {
+        account_id,
+        peer: peer.into(),
+        direction,
+        id: id.into(),
+    }
+}
+
+#[tokio::test]
+async fn corrections_and_retractions_touch_only_the_senders_own_message() {
+    let (_dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    store
+        .insert_messages(vec![
+            incoming(acc, "friend@localhost", "helo", 1_000, Some("f-1")),
+            outgoing(acc, "friend@localhost", "hi", 2_000, "d-1"),
+            incoming(acc, "carol@localhost", "carol's", 3_000, Some("c-1")),
+        ])
+        .await
+        .unwrap();
+
+    // friend corrects its own message.
+    let fixed = store
+        .correct(
+            reference(acc, "friend@localhost", Direction::Incoming, "f-1"),
+            "hello".into(),
+        )
+        .await
+        .unwrap()
+        .expect("corrected");
+    assert_eq!((fixed.body.as_str(), fixed.edited), ("hello", true));
+    // friend cannot correct ours (it is the other direction) nor carol's (another chat).
+    for r in [
+        reference(acc, "friend@localhost", Direction::Incoming, "d-1"),
+        reference(acc, "friend@localhost", Direction::Incoming, "c-1"),
+        reference(acc, "friend@localhost", Direction::Incoming, "nope"),
+    ] {
+        assert_eq!(
+            store.correct(r.clone(), "pwned".into()).await.unwrap(),
+            None,
+            "{r:?}"
+        );
+        assert_eq!(store.retract(r).await.unwrap(), None);
+    }
+    assert_eq!(
+        oldest_first(&store, acc, "friend@localhost").await,
+        ["hello", "hi"]
+    );
+    assert_eq!(
+        oldest_first(&store, acc, "carol@localhost").await,
+        ["carol's"]
+    );
+
+    // A retraction leaves a tombstone, takes the text out of search, and cannot be
+    // corrected back.
+    assert_eq!(
+        store.search(acc, "hello".into(), 10).await.unwrap().len(),
+        1
+    );
+    let gone = store
+        .retract(reference(
+            acc,
+            "friend@localhost",
+            Direction::Incoming,
+            "f-1",
+        ))
+        .await
+        .unwrap()
+        .expect("retracted");
+    assert!(gone.retracted);
+    assert_eq!(gone.body, "");
+    assert!(store
+        .search(acc, "hello".into(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .correct(
+                reference(acc, "friend@localhost", Direction::Incoming, "f-1"),
+                "back".into()
+            )
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn reactions_replace_per_sender_and_are_bounded() {
+    let (_dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    store
+        .insert_message(outgoing(acc, "friend@localhost", "lunch?", 1_000, "d-1"))
+        .await
+        .unwrap();
+    let r = reference(acc, "friend@localhost", Direction::Outgoing, "d-1");
+    store
+        .set_reactions(
+            r.clone(),
+            "friend@localhost".into(),
+            vec!["👍".into(), "🎉".into()],
+        )
+        .await
+        .unwrap();
+    let m = store
+        .set_reactions(r.clone(), "demo@localhost".into(), vec!["👍".into()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.reactions.len(), 2);
+    assert_eq!(m.reactions[0].emoji, "👍");
+    assert_eq!(
+        m.reactions[0].senders,
+        ["friend@localhost", "demo@localhost"]
+    );
+    // A new set replaces the sender's old one; an empty set takes it back.
+    let m = store
+        .set_reactions(r.clone(), "friend@localhost".into(), vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.reactions.len(), 1);
+    assert_eq!(m.reactions[0].senders, ["demo@localhost"]);
+    // Thousands of reactions, or a megabyte-long one, are cut.
+    let flood: Vec<String> = (0..5_000)
+        .map(|i| format!("e{i}"))
+        .chain(["x".repeat(100_000)])
+        .collect();
+    let m = store
+        .set_reactions(r, "friend@localhost".into(), flood)
+        .await
+        .unwrap()
+        .unwrap();
+    let friend: usize = m
+        .reactions
+        .iter()
+        .filter(|x| x.senders.iter().any(|s| s == "friend@localhost"))
+        .count();
+    assert_eq!(friend, MAX_REACTIONS_PER_SENDER);
+    assert!(m.reactions.iter().all(|x| x.emoji.len() < 100));
+}
+
+#[tokio::test]
+async fn markers_move_our_messages_forward_only() {
+    let (_dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    let ids: Vec<i64> = store
+        .insert_messages(vec![
+            outgoing(acc, "friend@localhost", "one", 1_000, "d-1"),
+            outgoing(acc, "friend@localhost", "two", 2_000, "d-2"),
+            incoming(acc, "friend@localhost", "three", 3_000, Some("f-3")),
+            outgoing(acc, "friend@localhost", "four", 4_000, "d-4"),
+        ])
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    let out = |id: &str| reference(acc, "friend@localhost", Direction::Outgoing, id);
+    assert_eq!(
+        store.mark_delivered(out("d-1")).await.unwrap(),
+        [(ids[0], MessageState::Delivered)]
+    );
+    assert!(
+        store.mark_delivered(out("d-1")).await.unwrap().is_empty(),
+        "only once"
+    );
+    // An incoming message's id is not ours to mark.
+    assert!(store.mark_delivered(out("f-3")).await.unwrap().is_empty());
+    // Displayed marks that one and every earlier one of ours read.
+    let read = store.mark_displayed(out("d-2")).await.unwrap();
+    assert_eq!(
+        read,
+        [(ids[0], MessageState::Read), (ids[1], MessageState::Read)]
+    );
+    // The server's late acknowledgement does not take "read" back.
+    assert!(!store
+        .set_message_state(ids[1], MessageState::Acked)
+        .await
+        .unwrap());
+    let m = store.message(ids[3]).await.unwrap().unwrap();
+    assert_eq!(m.state, MessageState::Acked);
+}
+
+#[tokio::test]
+async fn replies_quote_the_message_they_answer() {
+    let (_dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    store
+        .insert_message(incoming(
+            acc,
+            "friend@localhost",
+            "lunch at noon?",
+            1_000,
+            Some("f-1"),
+        ))
+        .await
+        .unwrap();
+    let reply = store
+        .insert_message(NewMessage {
+            reply_to: Some("f-1".into()),
+            ..outgoing(acc, "friend@localhost", "yes!", 2_000, "d-1")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let quote = reply.quote.expect("quote");
+    assert_eq!(quote.body, "lunch at noon?");
+    assert_eq!(quote.direction, Direction::Incoming);
+    let conv = store
+        .conversation(acc, "friend@localhost".into())
+        .await
+        .unwrap();
+    let page = store.history(conv.id, None, 10).await.unwrap();
+    assert_eq!(
+        page[0].quote.as_ref().map(|q| q.body.as_str()),
+        Some("lunch at noon?")
+    );
+    // A reply to something we do not have shows no quote, and does not fail.
+    let orphan = store
+        .insert_message(NewMessage {
+            reply_to: Some("unknown".into()),
+            ..outgoing(acc, "friend@localhost", "?", 3_000, "d-2")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(orphan.quote, None);
+}
+
+#[tokio::test]
+async fn search_takes_the_users_words_literally() {
+    let (_dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    let other = store
+        .upsert_account(account("other@localhost"))
+        .await
+        .unwrap();
+    store
+        .insert_messages(vec![
+            incoming(
+                acc,
+                "friend@localhost",
+                "Let's meet at the Café tomorrow",
+                1_000,
+                None,
+            ),
+            incoming(acc, "friend@localhost", "the cafe was closed", 2_000, None),
+            incoming(
+                acc,
+                "carol@localhost",
+                "NEAR \"quoted\" AND stuff*",
+                3_000,
+                None,
+            ),
+            incoming(
+                other,
+                "friend@localhost",
+                "cafe in another account",
+                4_000,
+                None,
+            ),
+        ])
+        .await
+        .unwrap();
+    let hits = store.search(acc, "cafe".into(), 10).await.unwrap();
+    assert_eq!(hits.len(), 2, "diacritics folded, one account only");
+    assert_eq!(hits[0].message.body, "the cafe was closed", "newest first");
+    assert!(
+        hits[0].snippet.contains("\u{1}cafe\u{2}"),
+        "{:?}",
+        hits[0].snippet
+    );
+    // A prefix of the last word finds; FTS5 operators are plain words.
+    assert_eq!(
+        store
+            .search(acc, "meet tom".into(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .search(acc, "\"quoted\" AND".into(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.search(acc, "NEAR(".into(), 10).await.unwrap().len(),
+        1
+    );
+    assert!(store
+        .search(acc, "   ".into(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .search(acc, "body:x OR".into(), 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
