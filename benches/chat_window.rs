@@ -128,6 +128,7 @@ async fn run(plan: Plan) {
                     origin_id: Some(format!("bench-{i}")),
                     stanza_id: None,
                     placement: Placement::Append,
+                    reply_to: None,
                 }
             })
             .collect();
@@ -144,6 +145,7 @@ async fn run(plan: Plan) {
         origin_id: Some("zoe-1".into()),
         stanza_id: None,
         placement: Placement::Append,
+        reply_to: None,
     };
     store.insert_message(other.clone()).await.expect("insert");
     other.origin_id = Some("zoe-2".into());

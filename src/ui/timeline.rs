@@ -63,7 +63,9 @@ fn state_words(m: &Message) -> (String, String) {
         (Direction::Incoming, _) | (_, MessageState::Received) => (String::new(), String::new()),
         (_, MessageState::Pending) => (tr("Sending…"), tr("Waiting to be sent")),
         (_, MessageState::Sent) => ("✓".into(), tr("Sent")),
-        (_, MessageState::Acked) => ("✓✓".into(), tr("Delivered to the server")),
+        (_, MessageState::Acked) => ("✓".into(), tr("On the server")),
+        (_, MessageState::Delivered) => ("✓✓".into(), tr("Delivered")),
+        (_, MessageState::Read) => (tr("✓✓ Read"), tr("Read")),
         (_, MessageState::Failed) => (tr("Not sent"), tr("The server refused this message")),
     }
 }

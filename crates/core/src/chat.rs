@@ -117,6 +117,7 @@ pub fn inbound(
         origin_id: origin_id(msg),
         stanza_id: archive_id(msg, own),
         placement: Placement::Append,
+        reply_to: None,
     })
 }
 
@@ -158,6 +159,7 @@ pub fn archived(
         origin_id: origin_id(msg),
         stanza_id: Some(archive_id),
         placement,
+        reply_to: None,
     })
 }
 

@@ -1059,6 +1059,7 @@ impl Session {
             origin_id: Some(origin_id.clone()),
             stanza_id: None,
             placement: Placement::Append,
+            reply_to: None,
         };
         let stored = self
             .store
@@ -1396,7 +1397,8 @@ impl Session {
 
     async fn set_state(&mut self, id: i64, state: MessageState) {
         match self.store.set_message_state(id, state).await {
-            Ok(()) => self.emit(Event::MessageState { id, state }),
+            Ok(true) => self.emit(Event::MessageState { id, state }),
+            Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "cannot update a message state"),
         }
     }

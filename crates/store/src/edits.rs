@@ -125,7 +125,7 @@ impl Db {
                 }
             }
             // Most used first; equal counts keep the order they were first given.
-            by_emoji.sort_by(|a, b| b.senders.len().cmp(&a.senders.len()));
+            by_emoji.sort_by_key(|r| std::cmp::Reverse(r.senders.len()));
             m.reactions = by_emoji;
         }
         Ok(())
