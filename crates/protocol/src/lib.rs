@@ -1,4 +1,4 @@
-//! natter-protocol: XML element types for calls.
+//! natter-protocol: XML element types for calls and messaging that xmpp-parsers lacks.
 //!
 //! Plain Rust structures for the Jingle family of XEPs and their companions,
 //! each converting from a [`minidom::Element`] with `TryFrom` (never
@@ -18,6 +18,8 @@ pub mod jingle_rtp;
 pub mod jingle_rtp_info;
 pub mod jmi;
 pub mod ns;
+pub mod reply;
+pub mod retract;
 
 #[cfg(test)]
 mod test_util;

@@ -30,3 +30,15 @@ pub const JMI: &str = "urn:xmpp:jingle-message:0";
 pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
 /// XEP-0334: Message Processing Hints.
 pub const HINTS: &str = "urn:xmpp:hints";
+/// XEP-0424: Message Retraction (current namespace).
+pub const RETRACT: &str = "urn:xmpp:message-retract:1";
+/// XEP-0424 before version 0.4 (inside a XEP-0422 `apply-to`), still sent by older clients.
+pub const RETRACT_0: &str = "urn:xmpp:message-retract:0";
+/// XEP-0422: Message Fastening (only as the wrapper of an old retraction).
+pub const FASTEN: &str = "urn:xmpp:fasten:0";
+/// XEP-0461: Message Replies.
+pub const REPLY: &str = "urn:xmpp:reply:0";
+/// XEP-0428: Fallback Indication.
+pub const FALLBACK: &str = "urn:xmpp:fallback:0";
+/// XEP-0333: Chat Markers.
+pub const MARKERS: &str = "urn:xmpp:chat-markers:0";
