@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use adw::prelude::*;
 use natter_core::store::{Contact, ConversationSummary, Direction, Message};
 use natter_core::{
-    AccountEvent, Availability, ConnectError, ConnectionState, Event, ResourcePresence,
+    AccountEvent, Availability, ChatState, ConnectError, ConnectionState, Event, ResourcePresence,
     SessionError, SessionHandle, SubscriptionAction,
 };
 use relm4::gtk::{gio, glib};
@@ -92,6 +92,8 @@ struct AccountState {
     presences: HashMap<String, BTreeMap<String, ResourcePresence>>,
     /// The user chose "Offline": no reconnecting, no error banner.
     offline_by_choice: bool,
+    /// Contacts typing (or paused) in their chat with us (XEP-0085).
+    typing: HashMap<String, ChatState>,
 }
 
 impl AccountState {
@@ -102,6 +104,7 @@ impl AccountState {
             contacts: BTreeMap::new(),
             presences: HashMap::new(),
             offline_by_choice: false,
+            typing: HashMap::new(),
         }
     }
 
@@ -486,6 +489,11 @@ impl App {
                     None if name != key.peer => key.peer.clone(),
                     None => String::new(),
                 };
+                let words = match a.typing.get(&key.peer) {
+                    Some(ChatState::Composing) => tr("typing…"),
+                    Some(ChatState::Paused) => tr("stopped typing"),
+                    _ => words,
+                };
                 (a.dot_of(&key.peer), words)
             }
             None => (Dot::None, String::new()),
@@ -577,8 +585,48 @@ impl App {
                 }
                 self.refresh_request(w);
             }
-            Event::Message(m) => self.on_message(account_id, m, w, sender),
+            Event::Message(m) => {
+                if m.direction == Direction::Incoming && account.typing.remove(&m.peer).is_some() {
+                    self.refresh_header_of(account_id, &m.peer, w);
+                }
+                self.on_message(account_id, m, w, sender)
+            }
             Event::MessageState { id, state } => w.timeline.set_state(id, state),
+            Event::MessageChanged(m) => {
+                let key = ConvKey {
+                    account_id,
+                    peer: m.peer.clone(),
+                };
+                if self.current.as_ref() == Some(&key) && !w.timeline.loading {
+                    w.timeline.insert(m);
+                }
+            }
+            Event::ChatState { peer, state } => {
+                match state {
+                    ChatState::Composing | ChatState::Paused => {
+                        account.typing.insert(peer.clone(), state)
+                    }
+                    _ => account.typing.remove(&peer),
+                };
+                self.refresh_header_of(account_id, &peer, w);
+            }
+            Event::ConversationRead { peer, unread } => {
+                let key = ConvKey { account_id, peer };
+                w.conversations.update(&key, |r| r.unread = unread);
+                if unread == 0 {
+                    crate::notify::withdraw(&key);
+                }
+            }
+        }
+    }
+
+    fn refresh_header_of(&self, account_id: i64, peer: &str, w: &Widgets) {
+        let key = ConvKey {
+            account_id,
+            peer: peer.to_owned(),
+        };
+        if self.current.as_ref() == Some(&key) {
+            self.show_chat_header(&key, w);
         }
     }
 

@@ -44,7 +44,10 @@ fn inbound(c: &mut Criterion) {
     let parse = |xml: String| {
         let el: Element = xml.parse().expect("xml");
         let msg = Message::try_from(el).expect("message");
-        chat::inbound(&msg, acc, &own, 1_800_000_000_000).expect("chat")
+        chat::classify(&msg, acc, &own, 1_800_000_000_000, chat::Path::Live, None)
+            .expect("chat")
+            .message
+            .expect("a message")
     };
     // Fresh stanzas for every iteration (the store drops duplicates).
     let next = std::cell::Cell::new(0u64);

@@ -37,7 +37,21 @@ pub enum Event {
     },
     /// A message was stored (incoming, or outgoing from this device).
     Message(Message),
-    /// An outgoing message moved along pending → sent → acked (or failed).
+    /// A stored message changed: corrected, retracted, or its reactions changed.
+    MessageChanged(Message),
+    /// A contact's chat state (typing…) in the chat with us.
+    ChatState {
+        peer: String,
+        state: ChatState,
+    },
+    /// We read a conversation on another device (a `displayed` marker it sent):
+    /// `unread` messages are left.
+    ConversationRead {
+        peer: String,
+        unread: i64,
+    },
+    /// An outgoing message moved along pending → sent → acked → delivered → read (or
+    /// failed).
     MessageState {
         id: i64,
         state: MessageState,
@@ -102,4 +116,19 @@ pub struct ResourcePresence {
     pub availability: Availability,
     pub status: Option<String>,
     pub priority: i8,
+}
+
+/// XEP-0085: what a contact is doing in the chat with us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatState {
+    /// Paying attention (or just sent a message).
+    Active,
+    /// Typing.
+    Composing,
+    /// Was typing, stopped.
+    Paused,
+    /// Not paying attention.
+    Inactive,
+    /// Left the chat.
+    Gone,
 }

@@ -13,7 +13,31 @@ pub(crate) enum Command {
     SendMessage {
         to: String,
         body: String,
+        reply_to: Option<i64>,
         reply: Reply<Message>,
+    },
+    Correct {
+        id: i64,
+        body: String,
+        reply: Reply<Message>,
+    },
+    Retract {
+        id: i64,
+        reply: Reply<Message>,
+    },
+    React {
+        id: i64,
+        emojis: Vec<String>,
+        reply: Reply<Message>,
+    },
+    SendChatState {
+        peer: String,
+        state: crate::ChatState,
+    },
+    Search {
+        query: String,
+        limit: u32,
+        reply: Reply<Vec<natter_store::SearchHit>>,
     },
     SetPresence {
         availability: Option<Availability>,
@@ -143,8 +167,65 @@ impl SessionHandle {
     /// Returns the stored message: it is safe from this point on.
     pub async fn send_message(&self, to: &str, body: &str) -> Result<Message, SessionError> {
         let (to, body) = (to.to_owned(), body.to_owned());
-        self.ask(|reply| Command::SendMessage { to, body, reply })
-            .await
+        self.ask(|reply| Command::SendMessage {
+            to,
+            body,
+            reply_to: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends `body` as a reply (XEP-0461, with a quote for other clients) to the stored
+    /// message `id`, in its conversation.
+    pub async fn reply_to(&self, id: i64, body: &str) -> Result<Message, SessionError> {
+        let body = body.to_owned();
+        self.ask(|reply| Command::SendMessage {
+            to: String::new(),
+            body,
+            reply_to: Some(id),
+            reply,
+        })
+        .await
+    }
+
+    /// Corrects our message `id` (XEP-0308); returns it with the new text.
+    pub async fn correct_message(&self, id: i64, body: &str) -> Result<Message, SessionError> {
+        let body = body.to_owned();
+        self.ask(|reply| Command::Correct { id, body, reply }).await
+    }
+
+    /// Deletes our message `id` for everyone (XEP-0424); returns the tombstone.
+    pub async fn retract_message(&self, id: i64) -> Result<Message, SessionError> {
+        self.ask(|reply| Command::Retract { id, reply }).await
+    }
+
+    /// Our reactions to message `id` are now exactly `emojis` (XEP-0444).
+    pub async fn react(&self, id: i64, emojis: Vec<String>) -> Result<Message, SessionError> {
+        self.ask(|reply| Command::React { id, emojis, reply }).await
+    }
+
+    /// Tells `peer` what we are doing in the chat (XEP-0085); sent only while online.
+    pub fn send_chat_state(&self, peer: &str, state: crate::ChatState) {
+        let _ = self.commands.try_send(Command::SendChatState {
+            peer: peer.to_owned(),
+            state,
+        });
+    }
+
+    /// Full-text search over this account's history, newest first.
+    pub async fn search(
+        &self,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<natter_store::SearchHit>, SessionError> {
+        let query = query.to_owned();
+        self.ask(|reply| Command::Search {
+            query,
+            limit,
+            reply,
+        })
+        .await
     }
 
     /// Our presence: `None` availability means going offline (unavailable).

@@ -2,6 +2,7 @@
 //! and handles roster, presence, 1:1 chat and history; the UI talks to it through a
 //! [`SessionHandle`] and listens to [`AccountEvent`]s.
 
+mod apply;
 pub mod calls;
 pub mod chat;
 pub mod connection;
@@ -14,7 +15,9 @@ pub mod secrets;
 mod session;
 
 pub use connection::{Backoff, CertificateProblem, ConnectError, ServerAddress};
-pub use event::{AccountEvent, Availability, CallUpdate, ConnectionState, Event, ResourcePresence};
+pub use event::{
+    AccountEvent, Availability, CallUpdate, ChatState, ConnectionState, Event, ResourcePresence,
+};
 pub use handle::{CallAction, SessionHandle, SubscriptionAction};
 pub use natter_store as store;
 pub use secrets::PasswordStore;

@@ -9,7 +9,7 @@ use tokio_xmpp::parsers::rsm::SetQuery;
 
 use crate::event::{AccountEvent, Event};
 use crate::session::{Internal, IqPayloadKind};
-use crate::{chat, SessionError};
+use crate::{apply, chat, SessionError};
 
 /// Page size; Prosody allows up to `max_archive_query_results` (default 50, often 250).
 const PAGE: usize = 250;
@@ -58,29 +58,39 @@ async fn catch_up(
             other => other?,
         };
         let mut batch = Vec::with_capacity(results.len());
+        let mut actions = Vec::new();
+        let now = chrono::Utc::now().timestamp_millis();
         for r in results {
             let stamp = r
                 .forwarded
                 .delay
                 .as_ref()
                 .map(|d| d.stamp.0.timestamp_millis())
-                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-            // Forward catch-up brings what came after everything we hold; the newest
-            // page of a fresh account is older history.
-            let placement = if fresh {
-                Placement::Backfill
-            } else {
-                Placement::Append
-            };
-            if let Ok(m) = chat::archived(
+                .unwrap_or(now);
+            match chat::classify(
                 &r.forwarded.message,
-                r.id,
-                stamp,
                 account_id,
                 jid,
-                placement,
+                now,
+                chat::Path::Archive,
+                Some((r.id, stamp)),
             ) {
-                batch.push(m);
+                Ok(mut inbound) => {
+                    if let Some(mut m) = inbound.message.take() {
+                        // Forward catch-up brings what came after everything we hold;
+                        // the newest page of a fresh account is older history.
+                        m.placement = if fresh {
+                            Placement::Backfill
+                        } else {
+                            Placement::Append
+                        };
+                        batch.push(m);
+                    }
+                    if inbound.action.is_some() {
+                        actions.push(inbound);
+                    }
+                }
+                Err(e) => tracing::trace!(?e, "archive result not taken"),
             }
         }
         tracing::debug!(
@@ -104,6 +114,13 @@ async fn catch_up(
                 account_id,
                 event: Event::Message(m),
             });
+        }
+        // Corrections, retractions, reactions and markers, after the messages they
+        // may name (archive order).
+        for inbound in &actions {
+            for event in apply::apply(store, account_id, jid, inbound).await {
+                let _ = events.send(AccountEvent { account_id, event });
+            }
         }
         match fin.set.last {
             Some(last) => {

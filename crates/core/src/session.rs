@@ -27,7 +27,7 @@ use crate::connection::{self, Backoff, ConnectConfig, ConnectorStatus, ServerAdd
 use crate::event::{AccountEvent, Availability, CallUpdate, ConnectionState, Event};
 use crate::handle::{CallAction, Command, SessionHandle, SubscriptionAction};
 use crate::presence::{own_presence, PresenceTable};
-use crate::{chat, mam_sync, roster, SessionError};
+use crate::{apply, chat, mam_sync, roster, SessionError};
 
 /// How long we wait for an IQ answer.
 pub(crate) const IQ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +54,8 @@ pub(crate) type IqResult = Result<Option<Element>, SessionError>;
 /// Work that finishes outside the loop and reports back into it.
 #[derive(Debug)]
 pub(crate) enum Internal {
+    /// The roster as the server sent it (stored already).
+    Roster(Vec<natter_store::Contact>),
     /// Delivery progress of outbox entry `.0`, handed over on stream generation `.1`.
     Sent(i64, u64),
     Acked(i64),
@@ -398,6 +400,21 @@ impl Session {
                     self.request_external_services().await;
                 }
                 self.request_roster().await;
+                // XEP-0280: copies of what our other devices send and receive. Before the
+                // archive catch-up, so that nothing falls between the two.
+                let carbons = self
+                    .send_iq(
+                        None,
+                        IqPayloadKind::Set(tokio_xmpp::parsers::carbons::Enable.into()),
+                    )
+                    .await;
+                tokio::spawn(async move {
+                    match carbons.await {
+                        Ok(Ok(_)) => tracing::debug!("carbons enabled"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "carbons not enabled"),
+                        Err(_) => {}
+                    }
+                });
                 mam_sync::spawn_catch_up(
                     self.store.clone(),
                     self.account_id,
@@ -619,7 +636,7 @@ impl Session {
         let rx = self.send_iq(None, IqPayloadKind::Get(query.into())).await;
         let store = self.store.clone();
         let account_id = self.account_id;
-        let events = self.events.clone();
+        let internal = self.internal_tx.clone();
         tokio::spawn(async move {
             let contacts = match tokio::time::timeout(IQ_TIMEOUT, rx).await {
                 Ok(Ok(Ok(Some(el)))) => match Roster::try_from(el) {
@@ -644,10 +661,7 @@ impl Session {
                 }
             };
             if let Ok(contacts) = contacts {
-                let _ = events.send(AccountEvent {
-                    account_id,
-                    event: Event::Roster(contacts),
-                });
+                let _ = internal.send(Internal::Roster(contacts));
             }
         });
     }
@@ -728,23 +742,40 @@ impl Session {
             }
             return;
         }
-        match chat::inbound(&msg, self.account_id, &self.jid, now_ms()) {
-            Ok(new) => {
-                let mut batch = vec![new];
-                self.gather_ready_messages(&mut batch);
-                self.store_and_emit(batch).await
-            }
-            Err(chat::Rejected::NotChat) => {}
+        let mut batch = Vec::new();
+        if let Some(inbound) = self.classify(msg) {
+            batch.push(inbound);
+        }
+        self.gather_ready_messages(&mut batch);
+        self.process(batch).await;
+    }
+
+    /// The validate and read stages of a live stanza (or a carbon of one): `None` when
+    /// it is not ours to take (spoofed carbon, not a chat message, bad sender).
+    fn classify(&self, msg: Message) -> Option<(chat::Inbound, chat::Path)> {
+        let (msg, path) = match chat::unwrap_carbon(&msg, &self.jid) {
+            Ok(Some((inner, sent))) => (inner, chat::Path::Carbon { sent }),
+            Ok(None) => (msg, chat::Path::Live),
             Err(chat::Rejected::BadSender(why)) => {
-                tracing::debug!(%why, "message not taken")
+                tracing::warn!(%why, "dropping a forged carbon");
+                return None;
+            }
+            Err(chat::Rejected::NotChat) => return None,
+        };
+        match chat::classify(&msg, self.account_id, &self.jid, now_ms(), path, None) {
+            Ok(inbound) => Some((inbound, path)),
+            Err(chat::Rejected::NotChat) => None,
+            Err(chat::Rejected::BadSender(why)) => {
+                tracing::debug!(%why, "message not taken");
+                None
             }
         }
     }
 
-    /// Takes the plain chat messages already waiting behind the one in `batch`, so that a
+    /// Takes the chat messages already waiting behind the one in `batch`, so that a
     /// burst is stored in one transaction. Stops at anything else (kept, in order, in the
     /// backlog), so no stanza overtakes another.
-    fn gather_ready_messages(&mut self, batch: &mut Vec<NewMessage>) {
+    fn gather_ready_messages(&mut self, batch: &mut Vec<(chat::Inbound, chat::Path)>) {
         const MAX_BATCH: usize = 500;
         while batch.len() < MAX_BATCH && self.backlog.is_empty() {
             let Some(stream) = self.stream.as_mut() else {
@@ -756,7 +787,10 @@ impl Session {
             let plain = match &item {
                 Some(StreamEventOuter::Stanza(Stanza::Message(m))) => {
                     m.type_ != tokio_xmpp::parsers::message::MessageType::Error
-                        && !m.payloads.iter().any(|p| p.is("result", ns::MAM))
+                        && !m
+                            .payloads
+                            .iter()
+                            .any(|p| p.is("result", ns::MAM) || p.ns() == natter_protocol::ns::JMI)
                 }
                 _ => false,
             };
@@ -765,15 +799,59 @@ impl Session {
                 return;
             }
             if let Some(StreamEventOuter::Stanza(Stanza::Message(m))) = item {
-                match chat::inbound(&m, self.account_id, &self.jid, now_ms()) {
-                    Ok(new) => batch.push(new),
-                    Err(chat::Rejected::NotChat) => {}
-                    Err(chat::Rejected::BadSender(why)) => {
-                        tracing::debug!(%why, "message not taken")
-                    }
+                if let Some(inbound) = self.classify(m) {
+                    batch.push(inbound);
                 }
             }
         }
+    }
+
+    /// The store, apply, answer and emit stages, in arrival order: runs of new messages
+    /// are stored in one transaction; what changes an earlier message is applied after
+    /// the messages before it.
+    async fn process(&mut self, batch: Vec<(chat::Inbound, chat::Path)>) {
+        let mut run = Vec::new();
+        for (mut inbound, path) in batch {
+            let live_from_peer =
+                path == chat::Path::Live && inbound.direction == Direction::Incoming;
+            if let (true, Some(state)) = (live_from_peer, &inbound.chat_state) {
+                self.emit(Event::ChatState {
+                    peer: inbound.peer.to_string(),
+                    state: apply::chat_state(state),
+                });
+            }
+            if let (true, Some(id)) = (live_from_peer, inbound.receipt_request.take()) {
+                self.send_receipt(&inbound, id).await;
+            }
+            if let Some(m) = inbound.message.take() {
+                run.push(m);
+            }
+            if inbound.action.is_some() {
+                self.store_and_emit(std::mem::take(&mut run)).await;
+                for event in apply::apply(&self.store, self.account_id, &self.jid, &inbound).await {
+                    self.emit(event);
+                }
+            }
+        }
+        self.store_and_emit(run).await;
+    }
+
+    /// XEP-0184: a receipt, only to contacts in our roster (a stranger learns nothing
+    /// about when we are online).
+    async fn send_receipt(&mut self, inbound: &chat::Inbound, id: String) {
+        if !self.roster.contains_key(&inbound.peer.to_string()) {
+            return;
+        }
+        let Some(sender) = inbound
+            .message
+            .as_ref()
+            .and_then(|m| Jid::new(&m.sender).ok())
+        else {
+            return;
+        };
+        let receipt = tokio_xmpp::parsers::receipts::Received { id };
+        let msg = chat::signal(&sender, vec![receipt.into()]);
+        self.send(Stanza::Message(msg)).await;
     }
 
     async fn on_message_error(&mut self, msg: &Message) {
@@ -798,6 +876,9 @@ impl Session {
     /// The store and emit stages. Everything archived before a message we received live
     /// has reached us too (one ordered stream), so the archive cursor moves with them.
     async fn store_and_emit(&mut self, batch: Vec<NewMessage>) {
+        if batch.is_empty() {
+            return;
+        }
         tracing::debug!(messages = batch.len(), "live messages");
         match self.store.insert_live(self.account_id, batch).await {
             Ok(stored) => {
@@ -885,8 +966,49 @@ impl Session {
             Command::CallStats { sid, reply } => {
                 let _ = reply.send(self.calls.stats(&sid).ok_or(SessionError::NoSuchCall));
             }
-            Command::SendMessage { to, body, reply } => {
-                let _ = reply.send(self.queue_message(&to, body).await);
+            Command::SendMessage {
+                to,
+                body,
+                reply_to: None,
+                reply,
+            } => {
+                let _ = reply.send(self.queue_message(&to, body, None).await);
+            }
+            Command::SendMessage {
+                body,
+                reply_to: Some(id),
+                reply,
+                ..
+            } => {
+                let result = match self.own_message(id, None).await {
+                    Ok((m, reference)) => self.queue_message(&m.peer, body, Some(reference)).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Correct { id, body, reply } => {
+                let _ = reply.send(self.correct(id, body).await);
+            }
+            Command::Retract { id, reply } => {
+                let _ = reply.send(self.retract(id).await);
+            }
+            Command::React { id, emojis, reply } => {
+                let _ = reply.send(self.react(id, emojis).await);
+            }
+            Command::SendChatState { peer, state } => {
+                self.send_chat_state(&peer, state).await;
+            }
+            Command::Search {
+                query,
+                limit,
+                reply,
+            } => {
+                let store = self.store.clone();
+                let account_id = self.account_id;
+                tokio::spawn(async move {
+                    let result = store.search(account_id, query, limit).await;
+                    let _ = reply.send(result.map_err(Into::into));
+                });
             }
             Command::SetPresence {
                 availability,
@@ -975,13 +1097,23 @@ impl Session {
             }
             Command::MarkRead { peer, reply } => {
                 let result = async {
-                    match self.store.find_conversation(self.account_id, peer).await? {
-                        Some(id) => self.store.mark_read(id).await,
-                        None => Ok(()),
+                    match self
+                        .store
+                        .find_conversation(self.account_id, peer.clone())
+                        .await?
+                    {
+                        Some(id) => {
+                            self.store.mark_read(id).await?;
+                            self.store.newest_incoming(id).await
+                        }
+                        None => Ok(None),
                     }
                 }
                 .await;
-                let _ = reply.send(result.map_err(Into::into));
+                if let Ok(Some(newest)) = &result {
+                    self.send_displayed(newest).await;
+                }
+                let _ = reply.send(result.map(|_| ()).map_err(Into::into));
             }
             Command::Conversations { reply } => {
                 let store = self.store.clone();
@@ -1038,6 +1170,7 @@ impl Session {
         &mut self,
         to: &str,
         body: String,
+        reply_to: Option<String>,
     ) -> Result<natter_store::Message, SessionError> {
         let peer =
             BareJid::new(to).map_err(|e| SessionError::InvalidAddress(format!("{to}: {e}")))?;
@@ -1059,7 +1192,7 @@ impl Session {
             origin_id: Some(origin_id.clone()),
             stanza_id: None,
             placement: Placement::Append,
-            reply_to: None,
+            reply_to,
         };
         let stored = self
             .store
@@ -1074,6 +1207,8 @@ impl Session {
                 body: stored.body.clone(),
                 origin_id,
                 timestamp: stored.timestamp,
+                reply_to: stored.reply_to.clone(),
+                quote: stored.quote.clone(),
             },
         );
         self.emit(Event::Message(stored.clone()));
@@ -1126,7 +1261,7 @@ impl Session {
                     .send(Internal::Failed(id, "bad address".into()));
                 continue;
             };
-            let stanza = Stanza::Message(chat::outgoing(&to, &entry.body, &entry.origin_id));
+            let stanza = Stanza::Message(chat::outgoing_entry(&to, &entry));
             let Some(token) = self.send(stanza).await else {
                 self.waiting.insert(id, entry);
                 break;
@@ -1141,6 +1276,13 @@ impl Session {
 
     async fn on_internal(&mut self, internal: Internal) {
         match internal {
+            Internal::Roster(contacts) => {
+                self.roster = contacts
+                    .iter()
+                    .map(|c| (c.jid.clone(), c.subscription.clone()))
+                    .collect();
+                self.emit(Event::Roster(contacts));
+            }
             Internal::Sent(id, generation) => {
                 if generation == self.generation && self.in_flight.contains_key(&id) {
                     self.set_state(id, MessageState::Sent).await;
@@ -1393,6 +1535,184 @@ impl Session {
                 Err(e) => tracing::debug!(error = %e, "unreadable external services"),
             }
         });
+    }
+
+    /// Stored message `id` of this account and the id other stanzas name it by;
+    /// `direction`, when given, is the only one allowed.
+    async fn own_message(
+        &mut self,
+        id: i64,
+        direction: Option<Direction>,
+    ) -> Result<(natter_store::Message, String), SessionError> {
+        let m = self
+            .store
+            .message(id)
+            .await?
+            .ok_or(SessionError::NoSuchMessage)?;
+        let ours = self
+            .store
+            .find_conversation(self.account_id, m.peer.clone())
+            .await?
+            == Some(m.conversation_id);
+        if !ours || direction.is_some_and(|d| d != m.direction) || m.retracted {
+            return Err(SessionError::NoSuchMessage);
+        }
+        let reference = m
+            .origin_id
+            .clone()
+            .or_else(|| m.stanza_id.clone())
+            .ok_or(SessionError::NoSuchMessage)?;
+        Ok((m, reference))
+    }
+
+    /// Sends a body-less signal to `peer` now; these are not queued while offline.
+    async fn send_signal(
+        &mut self,
+        peer: &str,
+        payloads: Vec<tokio_xmpp::minidom::Element>,
+        body: Option<String>,
+    ) -> Result<(), SessionError> {
+        if !self.online {
+            return Err(SessionError::NotConnected);
+        }
+        let to = BareJid::new(peer).map_err(|e| SessionError::InvalidAddress(e.to_string()))?;
+        let mut msg = chat::signal(&Jid::from(to), payloads);
+        if let Some(body) = body {
+            msg = msg.with_body(tokio_xmpp::parsers::message::Lang::default(), body);
+        }
+        self.send(Stanza::Message(msg)).await;
+        Ok(())
+    }
+
+    async fn correct(
+        &mut self,
+        id: i64,
+        body: String,
+    ) -> Result<natter_store::Message, SessionError> {
+        if body.trim().is_empty() {
+            return Err(SessionError::EmptyMessage);
+        }
+        let (m, reference) = self.own_message(id, Some(Direction::Outgoing)).await?;
+        if !self.online {
+            return Err(SessionError::NotConnected);
+        }
+        let to = BareJid::new(&m.peer).map_err(|e| SessionError::InvalidAddress(e.to_string()))?;
+        self.send(Stanza::Message(chat::correction(&to, &body, &reference)))
+            .await;
+        let changed = self
+            .store
+            .correct(
+                self.reference(&m.peer, Direction::Outgoing, &reference),
+                body,
+            )
+            .await?
+            .ok_or(SessionError::NoSuchMessage)?;
+        self.emit(Event::MessageChanged(changed.clone()));
+        Ok(changed)
+    }
+
+    async fn retract(&mut self, id: i64) -> Result<natter_store::Message, SessionError> {
+        let (m, reference) = self.own_message(id, Some(Direction::Outgoing)).await?;
+        self.send_signal(
+            &m.peer,
+            natter_protocol::retract::retraction(&reference),
+            Some(
+                "This person attempted to retract a previous message, but it's unsupported by your client."
+                    .into(),
+            ),
+        )
+        .await?;
+        let changed = self
+            .store
+            .retract(self.reference(&m.peer, Direction::Outgoing, &reference))
+            .await?
+            .ok_or(SessionError::NoSuchMessage)?;
+        self.emit(Event::MessageChanged(changed.clone()));
+        Ok(changed)
+    }
+
+    async fn react(
+        &mut self,
+        id: i64,
+        emojis: Vec<String>,
+    ) -> Result<natter_store::Message, SessionError> {
+        let (m, reference) = self.own_message(id, None).await?;
+        let reactions = tokio_xmpp::parsers::reactions::Reactions {
+            id: reference.clone(),
+            reactions: emojis
+                .iter()
+                .map(|e| tokio_xmpp::parsers::reactions::Reaction { emoji: e.clone() })
+                .collect(),
+        };
+        self.send_signal(
+            &m.peer,
+            vec![reactions.into(), natter_protocol::hints::store()],
+            None,
+        )
+        .await?;
+        let changed = self
+            .store
+            .set_reactions(
+                self.reference(&m.peer, m.direction, &reference),
+                self.jid.to_string(),
+                emojis,
+            )
+            .await?
+            .ok_or(SessionError::NoSuchMessage)?;
+        self.emit(Event::MessageChanged(changed.clone()));
+        Ok(changed)
+    }
+
+    /// XEP-0085, to contacts only (a stranger does not learn when we are at the keyboard).
+    async fn send_chat_state(&mut self, peer: &str, state: crate::ChatState) {
+        if !self.roster.contains_key(peer) {
+            return;
+        }
+        use tokio_xmpp::parsers::chatstates::ChatState as S;
+        let state = match state {
+            crate::ChatState::Active => S::Active,
+            crate::ChatState::Composing => S::Composing,
+            crate::ChatState::Paused => S::Paused,
+            crate::ChatState::Inactive => S::Inactive,
+            crate::ChatState::Gone => S::Gone,
+        };
+        let no_store = tokio_xmpp::minidom::Element::bare("no-store", natter_protocol::ns::HINTS);
+        let _ = self
+            .send_signal(peer, vec![state.into(), no_store], None)
+            .await;
+    }
+
+    /// XEP-0333 `displayed` for the newest message of a conversation we just read, to
+    /// contacts only; archived, so our other devices learn it too.
+    async fn send_displayed(&mut self, newest: &natter_store::Message) {
+        let Some(id) = newest.origin_id.clone() else {
+            return;
+        };
+        if !self.roster.contains_key(&newest.peer) {
+            tracing::debug!(peer = %newest.peer, "no read marker: not a contact");
+            return;
+        }
+        tracing::debug!(peer = %newest.peer, %id, "read marker");
+        let marker =
+            tokio_xmpp::minidom::Element::builder("displayed", natter_protocol::ns::MARKERS)
+                .attr(tokio_xmpp::minidom::rxml::xml_ncname!("id").into(), id)
+                .build();
+        let _ = self
+            .send_signal(
+                &newest.peer,
+                vec![marker, natter_protocol::hints::store()],
+                None,
+            )
+            .await;
+    }
+
+    fn reference(&self, peer: &str, direction: Direction, id: &str) -> natter_store::Reference {
+        natter_store::Reference {
+            account_id: self.account_id,
+            peer: peer.to_owned(),
+            direction,
+            id: id.to_owned(),
+        }
     }
 
     async fn set_state(&mut self, id: i64, state: MessageState) {

@@ -18,7 +18,9 @@ pub struct Reply {
 impl Reply {
     pub fn from_payloads(payloads: &[Element]) -> Option<Reply> {
         let el = payloads.iter().find(|p| p.is("reply", ns::REPLY))?;
-        let id = el.attr("id").filter(|id| !id.is_empty() && id.len() <= 256)?;
+        let id = el
+            .attr("id")
+            .filter(|id| !id.is_empty() && id.len() <= 256)?;
         Some(Reply {
             to: el.attr("to").filter(|t| t.len() <= 3071).map(str::to_owned),
             id: id.to_owned(),
@@ -63,11 +65,7 @@ pub fn strip_fallback(body: &str, payloads: &[Element], for_ns: &str) -> String 
 /// The text a reply starts with for clients without XEP-0461 ("> quoted line" per
 /// line of the answered message, then a newline), and the fallback element marking it.
 pub fn quote_fallback(quoted: &str) -> (String, Element) {
-    let mut text: String = quoted
-        .lines()
-        .take(3)
-        .map(|l| format!("> {l}\n"))
-        .collect();
+    let mut text: String = quoted.lines().take(3).map(|l| format!("> {l}\n")).collect();
     if text.is_empty() {
         text.push_str(">\n");
     }

@@ -10,9 +10,9 @@ use crate::util::BuilderExt;
 /// nothing. Ids longer than 256 bytes or empty are refused.
 pub fn retracted_id(payloads: &[Element]) -> Option<String> {
     let id = payloads.iter().find_map(|p| {
-        if p.is("retract", ns::RETRACT) {
-            p.attr("id").map(str::to_owned)
-        } else if p.is("apply-to", ns::FASTEN) && p.has_child("retract", ns::RETRACT_0) {
+        let current = p.is("retract", ns::RETRACT);
+        let old = p.is("apply-to", ns::FASTEN) && p.has_child("retract", ns::RETRACT_0);
+        if current || old {
             p.attr("id").map(str::to_owned)
         } else {
             None
@@ -80,8 +80,9 @@ mod tests {
     fn round_trip() {
         let out = retraction("o-9");
         assert_eq!(retracted_id(&out).as_deref(), Some("o-9"));
-        assert!(out.iter().any(|p| p.is("fallback", ns::FALLBACK)
-            && p.attr("for") == Some(ns::RETRACT)));
+        assert!(out
+            .iter()
+            .any(|p| p.is("fallback", ns::FALLBACK) && p.attr("for") == Some(ns::RETRACT)));
         assert!(out.iter().any(|p| p.is("store", ns::HINTS)));
     }
 }

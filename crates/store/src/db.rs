@@ -204,6 +204,9 @@ pub struct OutboxEntry {
     pub body: String,
     pub origin_id: String,
     pub timestamp: i64,
+    /// The message it answers (XEP-0461): its id, and who wrote what (for the quote).
+    pub reply_to: Option<String>,
+    pub quote: Option<Quote>,
 }
 
 pub struct Db {
@@ -730,8 +733,13 @@ impl Db {
 
     pub fn outbox(&mut self, account_id: i64) -> Result<Vec<OutboxEntry>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT m.id, c.peer, m.body, m.origin_id, m.timestamp
+            "SELECT m.id, c.peer, m.body, m.origin_id, m.timestamp, m.reply_to,
+               q.direction, q.sender, q.body, q.retracted
              FROM message m JOIN conversation c ON c.id = m.conversation_id
+             LEFT JOIN message q ON q.id = (
+               SELECT id FROM message WHERE m.reply_to IS NOT NULL
+                 AND conversation_id = m.conversation_id
+                 AND (origin_id = m.reply_to OR stanza_id = m.reply_to) ORDER BY id LIMIT 1)
              WHERE m.state < 2 AND m.direction = 1 AND c.account_id = ?1
              ORDER BY m.id",
         )?;
@@ -742,6 +750,20 @@ impl Db {
                 body: r.get(2)?,
                 origin_id: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
                 timestamp: r.get(4)?,
+                reply_to: r.get(5)?,
+                quote: match r.get::<_, Option<i64>>(6)? {
+                    Some(d) => Some(Quote {
+                        direction: if d == 1 {
+                            Direction::Outgoing
+                        } else {
+                            Direction::Incoming
+                        },
+                        sender: r.get(7)?,
+                        body: r.get(8)?,
+                        retracted: r.get(9)?,
+                    }),
+                    None => None,
+                },
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

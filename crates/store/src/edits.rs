@@ -250,6 +250,44 @@ impl Db {
         Ok(ids.into_iter().map(|id| (id, MessageState::Read)).collect())
     }
 
+    /// One of our other devices displayed the peer's message `r` names (a `displayed`
+    /// marker it sent, seen as a carbon or in the archive): what is newer stays unread.
+    /// Returns the conversation's id and unread count when it changed.
+    pub fn read_up_to(&mut self, r: &Reference) -> Result<Option<(i64, i64)>> {
+        debug_assert_eq!(r.direction, Direction::Incoming);
+        let Some(id) = Self::find_reference(&self.conn, r)? else {
+            return Ok(None);
+        };
+        let (conversation_id, newer): (i64, i64) = self.conn.query_row(
+            "SELECT t.conversation_id, (SELECT count(*) FROM message m
+               WHERE m.conversation_id = t.conversation_id AND m.direction = 0
+                 AND (m.sort_key, m.id) > (t.sort_key, t.id))
+             FROM message t WHERE t.id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let changed = self.conn.execute(
+            "UPDATE conversation SET unread = ?2 WHERE id = ?1 AND unread > ?2",
+            params![conversation_id, newer],
+        )?;
+        Ok((changed > 0).then_some((conversation_id, newer)))
+    }
+
+    /// The newest incoming message of a conversation (what a `displayed` marker names).
+    pub fn newest_incoming(&mut self, conversation_id: i64) -> Result<Option<Message>> {
+        let sql = format!(
+            "SELECT {} FROM message m JOIN conversation c ON c.id = m.conversation_id
+             WHERE m.conversation_id = ?1 AND m.direction = 0
+             ORDER BY m.sort_key DESC, m.id DESC LIMIT 1",
+            crate::db::MESSAGE_COLUMNS
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([conversation_id], message_from_row)
+            .optional()?)
+    }
+
     /// Full-text search over one account's history, newest stored first. Each word of
     /// `query` must appear (the last may be the start of a word); FTS5 syntax in the
     /// user's text is taken literally.

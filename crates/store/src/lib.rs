@@ -301,6 +301,17 @@ impl Store {
         self.call(move |db| db.mark_displayed(&r)).await
     }
 
+    /// Our other device read up to the message `r` names: (conversation id, unread).
+    pub async fn read_up_to(&self, r: Reference) -> Result<Option<(i64, i64)>> {
+        self.call(move |db| db.read_up_to(&r)).await
+    }
+
+    /// The newest incoming message of a conversation.
+    pub async fn newest_incoming(&self, conversation_id: i64) -> Result<Option<Message>> {
+        self.call(move |db| db.newest_incoming(conversation_id))
+            .await
+    }
+
     /// Full-text search over an account's messages, newest first.
     pub async fn search(
         &self,

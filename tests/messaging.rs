@@ -1,0 +1,457 @@
+//! Messaging features other clients expect, against a real Prosody: carbons (and forged
+//! ones), receipts and markers (and reading on another device), corrections,
+//! retractions, reactions, replies, chat states, search, and archive catch-up of edits.
+//! The other side is a second account driven through `natter-core`; the forgeries come
+//! from a raw XMPP stream (`mallory`).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use natter_core::connection::{stanza_stream, ConnectConfig, ServerAddress};
+use natter_core::store::{Direction, MessageState};
+use natter_core::{ChatState, Event};
+use natter_testkit::{befriend, init_tracing, Peer, Prosody};
+use tokio_xmpp::stanzastream::{StanzaStage, StanzaStream};
+
+const T: Duration = Duration::from_secs(20);
+
+fn server(users: &[&str]) -> Prosody {
+    init_tracing();
+    let p = Prosody::start().expect("prosody starts");
+    for u in users {
+        p.register(u, &format!("{u}-pw")).expect("register");
+    }
+    p
+}
+
+async fn device(p: &Prosody, user: &str, resource: &str) -> Peer {
+    let mut account = p.account(user);
+    account.resource = resource.into();
+    let mut peer = Peer::start(account, &format!("{user}-pw"))
+        .await
+        .expect("session starts");
+    assert!(peer.online().await.is_some(), "{user}/{resource} signs in");
+    peer
+}
+
+/// A raw stream for `user`, signed in, for sending what no honest client sends.
+async fn raw(p: &Prosody, user: &str) -> StanzaStream {
+    let (status, _status_rx) = tokio::sync::mpsc::unbounded_channel();
+    let cfg = ConnectConfig {
+        jid: format!("{user}@localhost").parse().unwrap(),
+        resource: "raw".into(),
+        password: format!("{user}-pw"),
+        server: ServerAddress::Manual {
+            host: "127.0.0.1".into(),
+            port: p.c2s_port,
+            direct_tls: false,
+        },
+        extra_ca: Some(p.ca_path()),
+        pinned_cert: None,
+        backoff: Default::default(),
+        timeouts: Default::default(),
+    };
+    let mut s = stanza_stream(cfg, status, 16);
+    loop {
+        match tokio::time::timeout(T, s.next()).await {
+            Ok(Some(tokio_xmpp::stanzastream::Event::Stream(
+                tokio_xmpp::stanzastream::StreamEvent::Reset { .. },
+            ))) => break,
+            Ok(Some(_)) => continue,
+            other => panic!("{user} could not sign in: {other:?}"),
+        }
+    }
+    s
+}
+
+async fn send_raw(s: &mut StanzaStream, xml: &str) {
+    let el: tokio_xmpp::minidom::Element = xml.parse().expect("test XML parses");
+    let stanza = tokio_xmpp::Stanza::try_from(el).expect("a stanza");
+    let mut token = s.send(Box::new(stanza)).await;
+    token.wait_for(StanzaStage::Acked).await;
+}
+
+fn changed(e: &Event) -> Option<&natter_core::store::Message> {
+    match e {
+        Event::MessageChanged(m) => Some(m),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn carbons_copy_our_other_devices_and_forged_carbons_are_dropped() {
+    let p = server(&["demo", "friend", "mallory"]);
+    let mut laptop = device(&p, "demo", "laptop").await;
+    let mut phone = device(&p, "demo", "phone").await;
+    let mut friend = device(&p, "friend", "natter").await;
+    befriend(&mut laptop, &mut friend).await.unwrap();
+
+    // What the laptop sends shows on the phone as ours (a sent carbon).
+    laptop
+        .handle
+        .send_message("friend@localhost", "from the laptop")
+        .await
+        .unwrap();
+    let copy = phone
+        .received("from the laptop", T)
+        .await
+        .expect("sent carbon");
+    assert_eq!(copy.direction, Direction::Outgoing);
+    assert_eq!(copy.peer, "friend@localhost");
+    friend.received("from the laptop", T).await.unwrap();
+
+    // A message to the laptop's full JID reaches the phone as a received carbon.
+    let laptop_jid = laptop.online().await.unwrap();
+    let mut mallory = raw(&p, "mallory").await;
+    send_raw(
+        &mut mallory,
+        &format!(
+            "<message xmlns='jabber:client' type='chat' to='{laptop_jid}' id='m1'>
+               <body>to the laptop only</body></message>"
+        ),
+    )
+    .await;
+    let copy = phone
+        .received("to the laptop only", T)
+        .await
+        .expect("received carbon");
+    assert_eq!(
+        (copy.direction, copy.peer.as_str()),
+        (Direction::Incoming, "mallory@localhost")
+    );
+
+    // Forged carbons: mallory wraps words "from friend" and "from demo" in carbons of
+    // its own. Neither is stored (CVE-2017-5589).
+    let phone_jid = phone.online().await.unwrap();
+    for (kind, from, to) in [
+        ("received", "friend@localhost/natter", "demo@localhost"),
+        ("sent", "demo@localhost/laptop", "friend@localhost"),
+    ] {
+        send_raw(
+            &mut mallory,
+            &format!(
+                "<message xmlns='jabber:client' type='chat' to='{phone_jid}'>
+                   <{kind} xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>
+                     <message xmlns='jabber:client' type='chat' from='{from}' to='{to}' id='f-{kind}'>
+                       <body>forged {kind}</body></message></forwarded></{kind}></message>"
+            ),
+        )
+        .await;
+    }
+    send_raw(
+        &mut mallory,
+        &format!("<message xmlns='jabber:client' type='chat' to='{phone_jid}'><body>after the forgeries</body></message>"),
+    )
+    .await;
+    phone
+        .received("after the forgeries", T)
+        .await
+        .expect("the phone processed the stream past the forgeries");
+    phone.drain();
+    for peer in ["friend@localhost", "demo@localhost"] {
+        let page = phone
+            .handle
+            .history(peer, None, 50)
+            .await
+            .unwrap_or_default();
+        assert!(
+            page.iter().all(|m| !m.body.starts_with("forged")),
+            "forged carbon stored in {peer}: {page:?}"
+        );
+    }
+    let friend_page = phone
+        .handle
+        .history("friend@localhost", None, 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        friend_page.len(),
+        1,
+        "only the real sent carbon: {friend_page:?}"
+    );
+}
+
+#[tokio::test]
+async fn receipts_markers_and_reading_on_another_device() {
+    let p = server(&["demo", "friend"]);
+    let mut laptop = device(&p, "demo", "laptop").await;
+    let mut friend = device(&p, "friend", "natter").await;
+    befriend(&mut laptop, &mut friend).await.unwrap();
+
+    // friend's client sends a receipt by itself: demo's message is delivered.
+    let sent = laptop
+        .handle
+        .send_message("friend@localhost", "did you get this?")
+        .await
+        .unwrap();
+    friend.received("did you get this?", T).await.unwrap();
+    laptop
+        .wait_for(T, |e| {
+            matches!(e, Event::MessageState { id, state: MessageState::Delivered } if *id == sent.id)
+        })
+        .await
+        .expect("delivered (XEP-0184)");
+    // friend reads the chat: demo's message is read (XEP-0333).
+    friend.handle.mark_read("demo@localhost").await.unwrap();
+    laptop
+        .wait_for(T, |e| {
+            matches!(e, Event::MessageState { id, state: MessageState::Read } if *id == sent.id)
+        })
+        .await
+        .expect("read (XEP-0333 displayed)");
+    let stored = laptop.store.message(sent.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, MessageState::Read);
+
+    // friend writes; demo reads it on the phone; the laptop's unread count follows.
+    let mut phone = device(&p, "demo", "phone").await;
+    friend
+        .handle
+        .send_message("demo@localhost", "new from friend")
+        .await
+        .unwrap();
+    laptop.received("new from friend", T).await.unwrap();
+    phone.received("new from friend", T).await.unwrap();
+    let unread = |peer: &Peer| {
+        let handle = peer.handle.clone();
+        async move {
+            handle
+                .conversations()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|c| c.conversation.peer == "friend@localhost")
+                .map(|c| c.conversation.unread)
+        }
+    };
+    assert_eq!(unread(&laptop).await, Some(1));
+    phone.handle.mark_read("friend@localhost").await.unwrap();
+    laptop
+        .wait_for(T, |e| {
+            matches!(e, Event::ConversationRead { peer, unread: 0 } if peer == "friend@localhost")
+        })
+        .await
+        .expect("read on the phone, read on the laptop");
+    assert_eq!(unread(&laptop).await, Some(0));
+}
+
+#[tokio::test]
+async fn corrections_retractions_reactions_and_replies_cross_and_only_from_the_sender() {
+    let p = server(&["demo", "friend", "mallory"]);
+    let mut demo = device(&p, "demo", "natter").await;
+    let mut friend = device(&p, "friend", "natter").await;
+    befriend(&mut demo, &mut friend).await.unwrap();
+
+    let helo = demo
+        .handle
+        .send_message("friend@localhost", "helo")
+        .await
+        .unwrap();
+    let at_friend = friend.received("helo", T).await.unwrap();
+
+    // Correction (XEP-0308).
+    let fixed = demo.handle.correct_message(helo.id, "hello").await.unwrap();
+    assert!(fixed.edited);
+    let seen = friend
+        .wait_for(T, |e| {
+            changed(e).is_some_and(|m| m.id == at_friend.id && m.edited)
+        })
+        .await
+        .expect("friend sees the correction");
+    assert_eq!(changed(&seen).unwrap().body, "hello");
+
+    // Reaction (XEP-0444) from friend on demo's message.
+    friend
+        .handle
+        .react(at_friend.id, vec!["👍".into()])
+        .await
+        .unwrap();
+    let seen = demo
+        .wait_for(T, |e| {
+            changed(e).is_some_and(|m| m.id == helo.id && !m.reactions.is_empty())
+        })
+        .await
+        .expect("demo sees the reaction");
+    let reactions = &changed(&seen).unwrap().reactions;
+    assert_eq!(reactions[0].emoji, "👍");
+    assert_eq!(reactions[0].senders, ["friend@localhost"]);
+
+    // Reply (XEP-0461): shown with its quote, without the fallback text.
+    friend
+        .handle
+        .reply_to(at_friend.id, "hello to you")
+        .await
+        .unwrap();
+    let reply = demo
+        .received("hello to you", T)
+        .await
+        .expect("reply arrives");
+    assert_eq!(reply.reply_to, helo.origin_id);
+    assert_eq!(reply.quote.as_ref().map(|q| q.body.as_str()), Some("hello"));
+
+    // mallory tries to correct and retract demo's and friend's messages by their ids.
+    let mut mallory = raw(&p, "mallory").await;
+    let demo_jid = demo.online().await.unwrap();
+    let ids = [
+        helo.origin_id.clone().unwrap(),
+        reply.origin_id.clone().unwrap(),
+    ];
+    for id in &ids {
+        send_raw(
+            &mut mallory,
+            &format!(
+                "<message xmlns='jabber:client' type='chat' to='{demo_jid}'><body>pwned</body>
+                   <replace xmlns='urn:xmpp:message-correct:0' id='{id}'/></message>"
+            ),
+        )
+        .await;
+        send_raw(
+            &mut mallory,
+            &format!(
+                "<message xmlns='jabber:client' type='chat' to='{demo_jid}'>
+                   <retract xmlns='urn:xmpp:message-retract:1' id='{id}'/></message>"
+            ),
+        )
+        .await;
+    }
+    // friend cannot correct demo's message either (it is not friend's).
+    send_raw(
+        &mut mallory,
+        &format!("<message xmlns='jabber:client' type='chat' to='{demo_jid}'><body>done</body></message>"),
+    )
+    .await;
+    demo.received("done", T).await.unwrap();
+    let page = demo
+        .handle
+        .history("friend@localhost", None, 10)
+        .await
+        .unwrap();
+    let bodies: Vec<_> = page
+        .iter()
+        .map(|m| (m.body.as_str(), m.retracted))
+        .collect();
+    assert_eq!(bodies, [("hello to you", false), ("hello", false)]);
+
+    // Retraction (XEP-0424) by the sender: a tombstone on both sides.
+    demo.handle.retract_message(helo.id).await.unwrap();
+    let seen = friend
+        .wait_for(T, |e| {
+            changed(e).is_some_and(|m| m.id == at_friend.id && m.retracted)
+        })
+        .await
+        .expect("friend sees the retraction");
+    assert_eq!(changed(&seen).unwrap().body, "");
+    // Our own retracted message can be neither corrected nor retracted again.
+    assert!(demo.handle.correct_message(helo.id, "back").await.is_err());
+
+    // Search finds what is left, not what was deleted.
+    let hits = demo.handle.search("hello", 10).await.unwrap();
+    let found: Vec<_> = hits.iter().map(|h| h.message.body.as_str()).collect();
+    assert_eq!(found, ["hello to you"]);
+}
+
+#[tokio::test]
+async fn typing_is_sent_and_shown() {
+    let p = server(&["demo", "friend"]);
+    let mut demo = device(&p, "demo", "natter").await;
+    let mut friend = device(&p, "friend", "natter").await;
+    befriend(&mut demo, &mut friend).await.unwrap();
+    demo.handle
+        .send_chat_state("friend@localhost", ChatState::Composing);
+    friend
+        .wait_for(T, |e| {
+            matches!(e, Event::ChatState { peer, state: ChatState::Composing } if peer == "demo@localhost")
+        })
+        .await
+        .expect("friend sees demo typing");
+    demo.handle
+        .send_chat_state("friend@localhost", ChatState::Paused);
+    friend
+        .wait_for(T, |e| {
+            matches!(
+                e,
+                Event::ChatState {
+                    state: ChatState::Paused,
+                    ..
+                }
+            )
+        })
+        .await
+        .expect("paused");
+    // A message carries <active/>: typing ends with it.
+    demo.handle
+        .send_message("friend@localhost", "there")
+        .await
+        .unwrap();
+    friend
+        .wait_for(T, |e| {
+            matches!(
+                e,
+                Event::ChatState {
+                    state: ChatState::Active,
+                    ..
+                }
+            )
+        })
+        .await
+        .expect("active with the message");
+}
+
+#[tokio::test]
+async fn archive_catch_up_applies_corrections_made_while_offline() {
+    let p = server(&["demo", "friend"]);
+    let mut demo = device(&p, "demo", "natter").await;
+    let mut friend = device(&p, "friend", "natter").await;
+    befriend(&mut demo, &mut friend).await.unwrap();
+    demo.handle
+        .send_message("friend@localhost", "before")
+        .await
+        .unwrap();
+    friend.received("before", T).await.unwrap();
+    friend.handle.disconnect().await.unwrap();
+
+    let typo = demo
+        .handle
+        .send_message("friend@localhost", "teh typo")
+        .await
+        .unwrap();
+    demo.acked(typo.id, T).await.unwrap();
+    demo.handle
+        .correct_message(typo.id, "the typo")
+        .await
+        .unwrap();
+    let gone = demo
+        .handle
+        .send_message("friend@localhost", "oops")
+        .await
+        .unwrap();
+    demo.acked(gone.id, T).await.unwrap();
+    demo.handle.retract_message(gone.id).await.unwrap();
+    demo.handle
+        .send_message("friend@localhost", "last")
+        .await
+        .unwrap();
+
+    let mut friend = friend.restart().await.unwrap();
+    friend.received("last", T).await.expect("catch-up");
+    // Give the corrections (archived before "last") their turn.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let page = friend
+        .handle
+        .history("demo@localhost", None, 10)
+        .await
+        .unwrap();
+    let bodies: Vec<_> = page
+        .iter()
+        .rev()
+        .map(|m| (m.body.as_str(), m.edited, m.retracted))
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            ("before", false, false),
+            ("the typo", true, false),
+            ("", false, true),
+            ("last", false, false)
+        ]
+    );
+}
