@@ -18,7 +18,15 @@ use crate::backend::{self, SignInError, Started, StartedAccounts};
 use crate::i18n::tr;
 use crate::settings::Settings;
 use crate::ui::avatar::{Avatar, Dot};
-use crate::ui::composer::Composer;
+use crate::ui::composer::{Composer, ComposerEvent};
+use crate::ui::timeline::MessageAction;
+
+/// What the composer's next send does besides sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Composing {
+    Reply(i64),
+    Edit(i64),
+}
 use crate::ui::conversations::{ConvKey, ConvRow, ConversationList};
 use crate::ui::signin::{self, SignInForm, SignInPage};
 use crate::ui::timeline::Timeline;
@@ -138,6 +146,8 @@ pub struct App {
     accounts: BTreeMap<i64, AccountState>,
     current: Option<ConvKey>,
     drafts: HashMap<ConvKey, String>,
+    /// The next send answers (reply) or replaces (edit) this message.
+    composing: Option<Composing>,
     requests: VecDeque<(i64, String)>,
     signing_in: bool,
     /// The certificate the user chose to trust while signing in (address, SHA-256), so
@@ -152,6 +162,11 @@ pub struct App {
 
 #[derive(Debug)]
 pub enum Input {
+    /// From a message's menu.
+    MessageAction(MessageAction),
+    Composer(ComposerEvent),
+    /// The user confirmed "Delete for Everyone" of this message.
+    ConfirmedDelete(i64),
     Open(ConvKey),
     OpenTarget(String),
     Back,
@@ -456,6 +471,8 @@ impl App {
         }
         self.opened_at = Some(Instant::now());
         self.current = Some(key.clone());
+        self.composing = None;
+        w.composer.set_context(None);
         w.conversations.select(Some(key.clone()));
         self.show_chat_header(&key, w);
         w.composer
@@ -616,6 +633,105 @@ impl App {
                 if unread == 0 {
                     crate::notify::withdraw(&key);
                 }
+            }
+        }
+    }
+
+    fn current_handle(&self) -> Option<SessionHandle> {
+        self.current
+            .as_ref()
+            .and_then(|k| self.handle(k.account_id))
+    }
+
+    fn on_message_action(
+        &mut self,
+        action: MessageAction,
+        w: &mut Widgets,
+        sender: &ComponentSender<Self>,
+    ) {
+        let Some(handle) = self.current_handle() else {
+            return;
+        };
+        match action {
+            MessageAction::Reply(id) => {
+                let Some(m) = w.timeline.message(id) else {
+                    return;
+                };
+                let who = match m.direction {
+                    Direction::Outgoing => tr("yourself"),
+                    Direction::Incoming => self
+                        .current
+                        .as_ref()
+                        .map(|k| self.name_of(k))
+                        .unwrap_or_default(),
+                };
+                self.composing = Some(Composing::Reply(id));
+                w.composer.set_context(Some(&format!(
+                    "{} {who}: {}",
+                    tr("Replying to"),
+                    m.body.replace('\n', " ")
+                )));
+                w.composer.text.grab_focus();
+            }
+            MessageAction::Edit(id) => {
+                let Some(m) = w.timeline.message(id) else {
+                    return;
+                };
+                self.composing = Some(Composing::Edit(id));
+                w.composer.set_draft(&m.body);
+                w.composer.set_context(Some(&tr("Editing message")));
+                w.composer.text.grab_focus();
+            }
+            MessageAction::React(id, emoji) => {
+                let Some(m) = w.timeline.message(id) else {
+                    return;
+                };
+                let own = handle.jid().to_owned();
+                // Our set of reactions on it, with this emoji added or taken back.
+                let mut mine: Vec<String> = m
+                    .reactions
+                    .iter()
+                    .filter(|r| r.senders.contains(&own))
+                    .map(|r| r.emoji.clone())
+                    .collect();
+                if let Some(at) = mine.iter().position(|e| *e == emoji) {
+                    mine.remove(at);
+                } else {
+                    mine.push(emoji);
+                }
+                sender.oneshot_command(async move {
+                    Command::Done(
+                        handle
+                            .react(id, mine)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                    )
+                });
+            }
+            MessageAction::Delete(id) => {
+                let dialog = adw::MessageDialog::builder()
+                    .heading(tr("Delete for Everyone?"))
+                    .body(tr(
+                        "The message is removed here and on your contact's devices. Clients that do not support this keep showing it.",
+                    ))
+                    .modal(true)
+                    .build();
+                if let Some(window) = w.timeline.root.root().and_downcast::<gtk::Window>() {
+                    dialog.set_transient_for(Some(&window));
+                }
+                dialog.add_response("cancel", &tr("Cancel"));
+                dialog.add_response("delete", &tr("Delete"));
+                dialog.set_response_appearance("delete", adw::ResponseAppearance::Destructive);
+                dialog.set_default_response(Some("cancel"));
+                dialog.set_close_response("cancel");
+                let s = sender.clone();
+                dialog.connect_response(None, move |_, response| {
+                    if response == "delete" {
+                        s.input(Input::ConfirmedDelete(id));
+                    }
+                });
+                dialog.present();
             }
         }
     }
@@ -978,12 +1094,18 @@ impl Component for App {
         chat_header.pack_end(&chat_menu_button);
         let s = sender.clone();
         let s2 = sender.clone();
+        let s3 = sender.clone();
         let timeline = Timeline::new(
             move |id| s.input(Input::Retry(id)),
             move || s2.input(Input::LoadOlder),
+            move |action| s3.input(Input::MessageAction(action)),
         );
         let s = sender.clone();
-        let composer = Composer::new(move || s.input(Input::Send));
+        let s2 = sender.clone();
+        let composer = Composer::new(
+            move || s.input(Input::Send),
+            move |ev| s2.input(Input::Composer(ev)),
+        );
         let chat = gtk::Box::new(gtk::Orientation::Vertical, 0);
         chat.append(&timeline.root);
         chat.append(&composer.root);
@@ -1088,6 +1210,7 @@ impl Component for App {
             accounts: BTreeMap::new(),
             current: None,
             drafts: HashMap::new(),
+            composing: None,
             requests: VecDeque::new(),
             signing_in: false,
             trusted: None,
@@ -1174,16 +1297,56 @@ impl Component for App {
                 };
                 w.composer.set_draft("");
                 self.drafts.remove(&key);
-                w.timeline.scroll_to_bottom();
+                let composing = self.composing.take();
+                w.composer.set_context(None);
+                if !matches!(composing, Some(Composing::Edit(_))) {
+                    w.timeline.scroll_to_bottom();
+                }
                 sender.oneshot_command(async move {
-                    Command::Done(
-                        handle
-                            .send_message(&key.peer, text.trim_end())
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string()),
-                    )
+                    let text = text.trim_end();
+                    let result = match composing {
+                        None => handle.send_message(&key.peer, text).await,
+                        Some(Composing::Reply(id)) => handle.reply_to(id, text).await,
+                        Some(Composing::Edit(id)) => handle.correct_message(id, text).await,
+                    };
+                    Command::Done(result.map(|_| ()).map_err(|e| e.to_string()))
                 });
+            }
+            Input::MessageAction(action) => self.on_message_action(action, w, &sender),
+            Input::ConfirmedDelete(id) => {
+                if let Some(handle) = self.current_handle() {
+                    sender.oneshot_command(async move {
+                        Command::Done(
+                            handle
+                                .retract_message(id)
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| e.to_string()),
+                        )
+                    });
+                }
+            }
+            Input::Composer(ComposerEvent::Typing(typing)) => {
+                if let (Some(key), Some(handle)) = (self.current.clone(), self.current_handle()) {
+                    let state = if typing {
+                        ChatState::Composing
+                    } else {
+                        ChatState::Paused
+                    };
+                    handle.send_chat_state(&key.peer, state);
+                }
+            }
+            Input::Composer(ComposerEvent::EditLast) => {
+                if let Some(id) = w.timeline.last_own() {
+                    self.on_message_action(MessageAction::Edit(id), w, &sender);
+                }
+            }
+            Input::Composer(ComposerEvent::Cancel) => {
+                if let Some(Composing::Edit(_)) = self.composing {
+                    w.composer.set_draft("");
+                }
+                self.composing = None;
+                w.composer.set_context(None);
             }
             Input::Retry(id) => {
                 if let Some(handle) = self

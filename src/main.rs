@@ -18,6 +18,9 @@ const STYLE: &str = "
 .natter-bubble { padding: 6px 10px; border-radius: 12px; }
 .natter-bubble.incoming { background-color: alpha(currentColor, 0.08); }
 .natter-bubble.outgoing { background-color: alpha(@accent_bg_color, 0.18); }
+.natter-quote { border-left: 3px solid alpha(currentColor, 0.3); padding-left: 6px; font-size: smaller; }
+.natter-reactions { font-size: larger; padding-top: 2px; }
+.natter-quick-reaction { font-size: larger; min-width: 32px; }
 .natter-bubble label { min-width: 0; }
 .natter-timeline { background: none; }
 .natter-unread { background-color: @accent_bg_color; color: @accent_fg_color;

@@ -32,11 +32,106 @@ pub struct MsgRow {
 
 struct RowWidgets {
     id: Rc<Cell<i64>>,
+    /// Ours and not deleted: the menu offers Edit and Delete for Everyone.
+    own: Rc<Cell<bool>>,
     day: gtk::Label,
     bubble: gtk::Box,
+    quote: gtk::Label,
     body: gtk::Label,
     meta: gtk::Label,
+    reactions: gtk::Label,
     retry: gtk::Button,
+}
+
+/// What the user chose in a message's menu (right click or long press on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageAction {
+    Reply(i64),
+    /// React with this emoji (again: take it back).
+    React(i64, String),
+    Edit(i64),
+    Delete(i64),
+}
+
+/// The menu of one message: reply, react, and for our own messages edit and delete.
+fn message_menu(
+    anchor: &gtk::Widget,
+    x: f64,
+    y: f64,
+    id: i64,
+    own: bool,
+    on_action: Rc<dyn Fn(MessageAction)>,
+) {
+    let popover = gtk::Popover::builder().has_arrow(true).build();
+    popover.set_parent(anchor);
+    popover.set_pointing_to(Some(&gtk::gdk::Rectangle::new(x as i32, y as i32, 1, 1)));
+    let list = gtk::Box::new(gtk::Orientation::Vertical, 0);
+    let quick = gtk::Box::new(gtk::Orientation::Horizontal, 0);
+    for emoji in ["👍", "❤️", "😂", "😮", "😢", "🎉"] {
+        let b = gtk::Button::builder()
+            .label(emoji)
+            .css_classes(["flat", "natter-quick-reaction"])
+            .tooltip_text(tr("React"))
+            .build();
+        let (p, cb, e) = (popover.clone(), on_action.clone(), emoji.to_owned());
+        b.connect_clicked(move |_| {
+            p.popdown();
+            cb(MessageAction::React(id, e.clone()));
+        });
+        quick.append(&b);
+    }
+    let more = gtk::MenuButton::builder()
+        .icon_name("face-smile-symbolic")
+        .tooltip_text(tr("More Reactions"))
+        .css_classes(["flat"])
+        .build();
+    let chooser = gtk::EmojiChooser::new();
+    let (p, cb) = (popover.clone(), on_action.clone());
+    chooser.connect_emoji_picked(move |_, emoji| {
+        p.popdown();
+        cb(MessageAction::React(id, emoji.to_owned()));
+    });
+    more.set_popover(Some(&chooser));
+    quick.append(&more);
+    list.append(&quick);
+    let mut entries = vec![(tr("Reply"), MessageAction::Reply(id))];
+    if own {
+        entries.push((tr("Edit"), MessageAction::Edit(id)));
+        entries.push((tr("Delete for Everyone"), MessageAction::Delete(id)));
+    }
+    for (label, action) in entries {
+        let b = gtk::Button::builder()
+            .label(label)
+            .css_classes(["flat"])
+            .build();
+        if let Some(l) = b.child().and_then(|c| c.downcast::<gtk::Label>().ok()) {
+            l.set_xalign(0.0);
+        }
+        let (p, cb) = (popover.clone(), on_action.clone());
+        b.connect_clicked(move |_| {
+            p.popdown();
+            cb(action.clone());
+        });
+        list.append(&b);
+    }
+    popover.set_child(Some(&list));
+    popover.connect_closed(|p| {
+        let p = p.clone();
+        glib::idle_add_local_once(move || p.unparent());
+    });
+    popover.popup();
+}
+
+/// "👍 2  🎉 1": each emoji and how many reacted with it.
+fn reactions_text(m: &Message) -> String {
+    m.reactions
+        .iter()
+        .map(|r| match r.senders.len() {
+            1 => r.emoji.clone(),
+            n => format!("{} {n}", r.emoji),
+        })
+        .collect::<Vec<_>>()
+        .join("   ")
 }
 
 pub struct Timeline {
@@ -71,7 +166,12 @@ fn state_words(m: &Message) -> (String, String) {
 }
 
 impl Timeline {
-    pub fn new(on_retry: impl Fn(i64) + 'static, on_need_older: impl Fn() + 'static) -> Timeline {
+    pub fn new(
+        on_retry: impl Fn(i64) + 'static,
+        on_need_older: impl Fn() + 'static,
+        on_action: impl Fn(MessageAction) + 'static,
+    ) -> Timeline {
+        let on_action: Rc<dyn Fn(MessageAction)> = Rc::new(on_action);
         let store = gio::ListStore::new::<glib::BoxedAnyObject>();
         let selection = gtk::NoSelection::new(Some(store.clone()));
         let factory = gtk::SignalListItemFactory::new();
@@ -103,6 +203,21 @@ impl Timeline {
                 .xalign(0.0)
                 .use_markup(true)
                 .build();
+            // The answered message of a reply, in a quote above the text.
+            let quote = gtk::Label::builder()
+                .css_classes(["natter-quote", "dim-label"])
+                .xalign(0.0)
+                .ellipsize(gtk::pango::EllipsizeMode::End)
+                .max_width_chars(40)
+                .lines(2)
+                .wrap(true)
+                .visible(false)
+                .build();
+            let reactions = gtk::Label::builder()
+                .css_classes(["natter-reactions"])
+                .xalign(0.0)
+                .visible(false)
+                .build();
             // Time and delivery state in one label (no horizontal box in the bubble).
             let meta = gtk::Label::builder()
                 .css_classes(["dim-label", "caption"])
@@ -122,9 +237,26 @@ impl Timeline {
                 .spacing(2)
                 .css_classes(["natter-bubble"])
                 .build();
+            bubble.append(&quote);
             bubble.append(&body);
             bubble.append(&meta);
+            bubble.append(&reactions);
             bubble.append(&retry);
+            let own = Rc::new(Cell::new(false));
+            // Right click, or a long press on a touch screen, opens the message's menu.
+            let click = gtk::GestureClick::builder().button(3).build();
+            let (i, o, cb, b) = (id.clone(), own.clone(), on_action.clone(), bubble.clone());
+            click.connect_pressed(move |g, _, x, y| {
+                g.set_state(gtk::EventSequenceState::Claimed);
+                message_menu(b.upcast_ref(), x, y, i.get(), o.get(), cb.clone());
+            });
+            bubble.add_controller(click);
+            let press = gtk::GestureLongPress::new();
+            let (i, o, cb, b) = (id.clone(), own.clone(), on_action.clone(), bubble.clone());
+            press.connect_pressed(move |_, x, y| {
+                message_menu(b.upcast_ref(), x, y, i.get(), o.get(), cb.clone());
+            });
+            bubble.add_controller(press);
             // The bubble sits in the row's vertical box itself, aligned left or right: a
             // horizontal box around it would answer "how tall for this width" by a
             // binary search over the bubble's heights, each one a search of its own
@@ -140,10 +272,13 @@ impl Timeline {
                 row.upcast(),
                 RowWidgets {
                     id,
+                    own,
                     day,
                     bubble,
+                    quote,
                     body,
                     meta,
+                    reactions,
                     retry,
                 },
             );
@@ -186,11 +321,38 @@ impl Timeline {
             });
             // Short one-line messages need no wrapping, and an unwrapped label is laid
             // out once instead of at several widths.
+            w.own.set(outgoing && !m.retracted);
             w.body
                 .set_wrap(m.body.chars().count() > SHORT_CHARS || m.body.contains('\n'));
-            w.body.set_markup(&format::body_markup(&m.body));
+            if m.retracted {
+                w.body.set_markup(&format!(
+                    "<i>{}</i>",
+                    glib::markup_escape_text(&tr("This message was deleted"))
+                ));
+            } else {
+                w.body.set_markup(&format::body_markup(&m.body));
+            }
+            match &m.quote {
+                Some(q) if m.reply_to.is_some() => {
+                    let text = if q.retracted {
+                        tr("This message was deleted")
+                    } else {
+                        q.body.clone()
+                    };
+                    w.quote.set_label(&text.replace("\n", " "));
+                    w.quote.set_visible(true);
+                }
+                _ => w.quote.set_visible(false),
+            }
+            let reactions = reactions_text(m);
+            w.reactions.set_visible(!reactions.is_empty());
+            w.reactions.set_label(&reactions);
             let (words, tooltip) = state_words(m);
-            let clock = format::clock(m.timestamp);
+            let clock = if m.edited {
+                format!("{} · {}", format::clock(m.timestamp), tr("edited"))
+            } else {
+                format::clock(m.timestamp)
+            };
             if words.is_empty() {
                 w.meta.set_label(&clock);
                 w.meta.set_tooltip_text(None);
@@ -371,6 +533,21 @@ impl Timeline {
         self.index.insert(id, obj.clone());
         self.store.insert(pos, &obj);
         self.refresh_row(pos + 1, now);
+    }
+
+    /// A loaded message by id.
+    pub fn message(&self, id: i64) -> Option<Message> {
+        let obj = self.index.get(&id)?;
+        row_of(obj.upcast_ref()).map(|r| r.message.clone())
+    }
+
+    /// Our newest loaded message that can still be edited (Up in an empty composer).
+    pub fn last_own(&self) -> Option<i64> {
+        (0..self.store.n_items())
+            .rev()
+            .filter_map(|i| self.message_at(i))
+            .find(|m| m.direction == Direction::Outgoing && !m.retracted)
+            .map(|m| m.id)
     }
 
     pub fn set_state(&mut self, id: i64, state: MessageState) {
