@@ -74,6 +74,50 @@ fn figures(log: &str, key: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Where the time of the big opens goes, as medians in ms (the first, cold open left
+/// out): the app logs, at debug level, when the page arrived, how long putting it in the
+/// list took, and when the first frame started, finished its layout and its painting.
+fn breakdown(log: &str) -> String {
+    const STEPS: [&str; 5] = [
+        "history page arrived",
+        "page put in the model",
+        "frame start",
+        "layout done",
+        "paint done",
+    ];
+    let mut opens: Vec<[f64; 5]> = Vec::new();
+    let mut current = [f64::NAN; 5];
+    for l in log.lines() {
+        if l.contains("open handled") {
+            current = [f64::NAN; 5];
+        }
+        if let Some(i) = STEPS.iter().position(|s| l.contains(s)) {
+            current[i] = figures(l, "ms").first().copied().unwrap_or(f64::NAN);
+        }
+        if l.contains("conversation shown") && figures(l, "messages").first() > Some(&10.0) {
+            opens.push(current);
+        }
+    }
+    let median = |f: &dyn Fn(&[f64; 5]) -> f64| {
+        let mut v: Vec<f64> = opens
+            .iter()
+            .skip(1)
+            .map(f)
+            .filter(|x| x.is_finite())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    format!(
+        "page arrived {:.1}, into the list {:.1}, wait for a frame {:.1}, layout {:.1}, paint {:.1} (medians, ms)",
+        median(&|o| o[0]),
+        median(&|o| o[1]),
+        median(&|o| o[2] - o[0] - o[1]),
+        median(&|o| o[3] - o[2]),
+        median(&|o| o[4] - o[3]),
+    )
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -206,6 +250,7 @@ async fn run(plan: Plan) {
         big.len() >= plan.opens,
         "each open was measured: {opens:?}\n{log}"
     );
+    let split = breakdown(&log);
     // The first open is cold (fonts, the first ListView): shown on its own.
     let cold = big.remove(0);
     big.sort_by(f64::total_cmp);
@@ -230,6 +275,11 @@ async fn run(plan: Plan) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     x.screenshot("bench-chat-scrolled.png");
     let scroll_log = app.log_text()[before..].to_owned();
+    if std::env::var_os("NATTER_BENCH_VERBOSE").is_some() {
+        for l in scroll_log.lines().filter(|l| l.contains("natter::perf")) {
+            eprintln!("scrolling: {l}");
+        }
+    }
     let mut frames = figures(&scroll_log, "frame_ms");
     frames.sort_by(f64::total_cmp);
     let pages = scroll_log.matches("older page").count();
@@ -254,6 +304,7 @@ async fn run(plan: Plan) {
         big.last().copied().unwrap_or(f64::NAN),
         big.len()
     );
+    println!("    {split}");
     println!(
         "  scrolling up {} wheel steps in {scroll_s:.1} s: {} frames, frame time p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms; {over_16} frames over 16.7 ms; {pages} older pages loaded",
         plan.wheel_steps,

@@ -32,8 +32,8 @@ use crate::ui::signin::{self, SignInForm, SignInPage};
 use crate::ui::timeline::Timeline;
 use crate::ui::{dialogs, format};
 
-/// Messages in the first page of a conversation: a tall window's worth. Every row of it
-/// is laid out before the first frame, so it stays small.
+/// Messages in the first page of a conversation (more if the view is taller): what fills
+/// the view goes in before the first frame, the rest over the next few frames.
 const FIRST_PAGE: u32 = 25;
 /// Messages per older page, loaded as the user scrolls up.
 const PAGE: u32 = 50;
@@ -173,7 +173,6 @@ pub enum Input {
     Send,
     Retry(i64),
     LoadOlder,
-    CheckFilled,
     SignIn,
     SignInCancel,
     SignInTrusted(SignInForm, String),
@@ -202,6 +201,8 @@ pub enum Command {
     History {
         key: ConvKey,
         older: bool,
+        /// How many messages were asked for (fewer came: there are no older ones).
+        limit: u32,
         result: Result<Vec<Message>, SessionError>,
     },
     SignedIn(
@@ -433,11 +434,20 @@ impl App {
             return;
         };
         let before = if older { w.timeline.cursor() } else { None };
+        let limit = if older {
+            PAGE
+        } else {
+            FIRST_PAGE.max(w.timeline.rows_to_fill())
+        };
         let key = key.clone();
         sender.oneshot_command(async move {
-            let limit = if older { PAGE } else { FIRST_PAGE };
             let result = handle.history(&key.peer, before, limit).await;
-            Command::History { key, older, result }
+            Command::History {
+                key,
+                older,
+                limit,
+                result,
+            }
         });
     }
 
@@ -485,6 +495,9 @@ impl App {
         self.load_history(&key, false, w, sender);
         if Self::chat_visible(w) {
             self.mark_read(&key, w, sender);
+        }
+        if let Some(at) = self.opened_at {
+            tracing::debug!(target: "natter::perf", ms = at.elapsed().as_secs_f64() * 1e3, "open handled");
         }
     }
 
@@ -1367,12 +1380,6 @@ impl Component for App {
                     }
                 }
             }
-            Input::CheckFilled => {
-                w.timeline.settled();
-                if !w.timeline.complete && !w.timeline.loading && w.timeline.underfilled() {
-                    sender.input(Input::LoadOlder);
-                }
-            }
             Input::SignIn => {
                 if self.signing_in {
                     return;
@@ -1658,7 +1665,12 @@ impl Component for App {
                 }
             }
             Command::Summaries(_, Err(e)) => tracing::warn!(error = %e, "conversations not loaded"),
-            Command::History { key, older, result } => {
+            Command::History {
+                key,
+                older,
+                limit,
+                result,
+            } => {
                 if self.current.as_ref() != Some(&key) {
                     return;
                 }
@@ -1672,24 +1684,21 @@ impl Component for App {
                         page.reverse();
                         if older {
                             tracing::info!(target: "natter::perf", messages = n, "older page loaded");
-                            w.timeline.prepend(page);
+                            w.timeline.add_older(page);
                         } else {
                             let t = Instant::now();
-                            w.timeline.clear();
-                            w.timeline.prepend(page);
+                            w.timeline.set_page(page);
                             w.timeline.scroll_to_bottom();
-                            tracing::debug!(target: "natter::perf", ms = t.elapsed().as_secs_f64() * 1e3, "page put in the model");
+                            tracing::debug!(target: "natter::perf", ms = t.elapsed().as_secs_f64() * 1e3, rows = w.timeline.len(), "page put in the model");
                             if let Some(at) = self.opened_at.take() {
                                 crate::perf::shown(&w.timeline.view, at, n);
                             }
                         }
-                        let limit = if older { PAGE } else { FIRST_PAGE };
+                        // Fewer than asked for: the conversation's start is loaded. (The
+                        // timeline asks for more itself when what it has does not fill it.)
                         if n < limit as usize {
                             w.timeline.complete = true;
                         }
-                        // Once laid out: more history if the page does not fill the view.
-                        let s = sender.clone();
-                        glib::idle_add_local_once(move || s.input(Input::CheckFilled));
                     }
                     Err(e) => Self::toast(w, &format!("{}: {e}", tr("History not loaded"))),
                 }

@@ -9,18 +9,30 @@ use std::time::Instant;
 use relm4::gtk;
 use relm4::gtk::prelude::*;
 
-/// Logs the time from `since` to the end of the next frame that shows `view`.
+/// Logs the time from `since` to the end of the next frame that shows `view`, and (at
+/// debug level) when that frame started, finished its layout and finished painting.
 pub fn shown(view: &gtk::ListView, since: Instant, messages: usize) {
     let Some(clock) = view.frame_clock() else {
         tracing::info!(target: "natter::perf", ms = since.elapsed().as_secs_f64() * 1e3, messages, "conversation shown");
         return;
     };
+    let phase = move |name: &'static str| {
+        move |_: &gtk::gdk::FrameClock| {
+            tracing::debug!(target: "natter::perf", ms = since.elapsed().as_secs_f64() * 1e3, "{name}");
+        }
+    };
+    let phases = [
+        clock.connect_before_paint(phase("frame start")),
+        clock.connect_layout(phase("layout done")),
+        clock.connect_paint(phase("paint done")),
+    ];
     let handler: Rc<Cell<Option<gtk::glib::SignalHandlerId>>> = Rc::default();
     let h = handler.clone();
+    let phases = Cell::new(Some(phases));
     let id = clock.connect_after_paint(move |clock| {
         let ms = since.elapsed().as_secs_f64() * 1e3;
         tracing::info!(target: "natter::perf", ms, messages, "conversation shown");
-        if let Some(id) = h.take() {
+        for id in phases.take().into_iter().flatten().chain(h.take()) {
             clock.disconnect(id);
         }
     });
