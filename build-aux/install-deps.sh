@@ -12,7 +12,7 @@ PACKAGES="
   gstreamer1.0-tools
   libssl-dev libsqlite3-dev sqlite3
   prosody lua-unbound lua-sec lua-event lua-zlib openssl
-  xvfb xdotool x11-utils imagemagick dbus dbus-x11
+  xvfb xdotool x11-utils imagemagick dbus dbus-x11 fonts-noto-color-emoji
   desktop-file-utils appstream libglib2.0-bin
   python3 python3-slixmpp python3-aiortc python3-gi
   coturn

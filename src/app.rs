@@ -28,6 +28,7 @@ enum Composing {
     Edit(i64),
 }
 use crate::ui::conversations::{ConvKey, ConvRow, ConversationList};
+use crate::ui::search::{SearchPanel, SearchResult};
 use crate::ui::signin::{self, SignInForm, SignInPage};
 use crate::ui::timeline::Timeline;
 use crate::ui::{dialogs, format};
@@ -173,6 +174,14 @@ pub enum Input {
     Send,
     Retry(i64),
     LoadOlder,
+    /// Scrolled down in a conversation shown from an older message.
+    LoadNewer,
+    /// Show or leave the message search in the sidebar.
+    ShowSearch(bool),
+    /// The search entry's text changed (query generation, text).
+    Search(u64, String),
+    /// A search result was chosen.
+    OpenResult(SearchResult),
     SignIn,
     SignInCancel,
     SignInTrusted(SignInForm, String),
@@ -212,6 +221,19 @@ pub enum Command {
     Restarted(i64, Result<Started, String>),
     AccountRemoved(i64, Result<(), String>),
     Presences(ConvKey, Vec<(String, ResourcePresence)>),
+    Newer {
+        key: ConvKey,
+        limit: u32,
+        result: Result<Vec<Message>, SessionError>,
+    },
+    /// A message in its context, for a search result.
+    Around {
+        key: ConvKey,
+        target: i64,
+        limit: u32,
+        result: Result<Vec<Message>, SessionError>,
+    },
+    SearchResults(u64, Vec<SearchResult>),
     /// An action finished; `Err` is shown as a toast.
     Done(Result<(), String>),
 }
@@ -225,6 +247,9 @@ pub struct Widgets {
     sidebar_page: gtk::Box,
     content_page: gtk::Box,
     conversations: ConversationList,
+    sidebar_stack: gtk::Stack,
+    search: SearchPanel,
+    search_button: gtk::ToggleButton,
     own_avatar: Avatar,
     status_checks: Vec<(OwnStatus, gtk::CheckButton)>,
     status_entry: gtk::Entry,
@@ -451,6 +476,73 @@ impl App {
         });
     }
 
+    fn load_around(&self, key: &ConvKey, target: i64, sender: &ComponentSender<Self>) {
+        let Some(handle) = self.handle(key.account_id) else {
+            return;
+        };
+        let key = key.clone();
+        sender.oneshot_command(async move {
+            let result = handle.history_around(&key.peer, target, PAGE).await;
+            Command::Around {
+                key,
+                target,
+                limit: PAGE,
+                result,
+            }
+        });
+    }
+
+    fn load_newer(&self, key: &ConvKey, w: &Widgets, sender: &ComponentSender<Self>) {
+        let (Some(handle), Some(after)) = (self.handle(key.account_id), w.timeline.newest_cursor())
+        else {
+            return;
+        };
+        let key = key.clone();
+        sender.oneshot_command(async move {
+            let result = handle.history_after(&key.peer, after, PAGE).await;
+            Command::Newer {
+                key,
+                limit: PAGE,
+                result,
+            }
+        });
+    }
+
+    /// Searches every account's history for `text`; results come newest first.
+    fn search(&self, generation: u64, text: String, sender: &ComponentSender<Self>) {
+        let accounts: Vec<(i64, SessionHandle, HashMap<String, String>)> = self
+            .accounts
+            .iter()
+            .map(|(id, a)| {
+                let names = a
+                    .contacts
+                    .keys()
+                    .map(|jid| (jid.clone(), a.name_of(jid)))
+                    .collect();
+                (*id, a.handle.clone(), names)
+            })
+            .collect();
+        sender.oneshot_command(async move {
+            let mut results = Vec::new();
+            for (account_id, handle, names) in accounts {
+                match handle.search(&text, crate::ui::search::MAX_RESULTS).await {
+                    Ok(hits) => results.extend(hits.into_iter().map(|hit| {
+                        let peer = hit.message.peer.clone();
+                        SearchResult {
+                            name: names.get(&peer).cloned().unwrap_or_else(|| peer.clone()),
+                            key: ConvKey { account_id, peer },
+                            hit,
+                        }
+                    })),
+                    Err(e) => tracing::warn!(error = %e, "search failed"),
+                }
+            }
+            results.sort_by(|a, b| b.hit.message.timestamp.cmp(&a.hit.message.timestamp));
+            results.truncate(crate::ui::search::MAX_RESULTS as usize);
+            Command::SearchResults(generation, results)
+        });
+    }
+
     fn mark_read(&self, key: &ConvKey, w: &mut Widgets, sender: &ComponentSender<Self>) {
         let unread = w.conversations.get(key).is_some_and(|r| r.unread > 0);
         w.conversations.update(key, |r| r.unread = 0);
@@ -467,6 +559,17 @@ impl App {
     }
 
     fn open(&mut self, key: ConvKey, w: &mut Widgets, sender: &ComponentSender<Self>) {
+        self.open_at(key, None, w, sender);
+    }
+
+    /// Opens a conversation at its newest message, or at message `at` in its context.
+    fn open_at(
+        &mut self,
+        key: ConvKey,
+        at: Option<i64>,
+        w: &mut Widgets,
+        sender: &ComponentSender<Self>,
+    ) {
         if let Some(old) = self.current.take() {
             let draft = w.composer.draft();
             if draft.trim().is_empty() {
@@ -491,8 +594,17 @@ impl App {
         w.timeline.loading = true;
         w.chat_stack.set_visible_child_name("chat");
         w.leaflet.set_visible_child(&w.content_page);
-        w.composer.text.grab_focus();
-        self.load_history(&key, false, w, sender);
+        match at {
+            Some(target) => {
+                // The result keeps the focus: the user may go on through the results.
+                self.opened_at = None;
+                self.load_around(&key, target, sender);
+            }
+            None => {
+                w.composer.text.grab_focus();
+                self.load_history(&key, false, w, sender);
+            }
+        }
         if Self::chat_visible(w) {
             self.mark_read(&key, w, sender);
         }
@@ -503,6 +615,7 @@ impl App {
 
     fn show_chat_header(&self, key: &ConvKey, w: &Widgets) {
         let name = self.name_of(key);
+        format::set_chat_peer_name(&name);
         let (dot, subtitle) = match self.accounts.get(&key.account_id) {
             Some(a) => {
                 let best = a
@@ -787,7 +900,7 @@ impl App {
         let seen = open && Self::chat_visible(w);
         let incoming = m.direction == Direction::Incoming;
         let row = self.new_row(&key);
-        let (preview, ts) = (format::preview(&m.body), m.timestamp);
+        let (preview, ts) = (format::preview_markup(&m, &self.name_of(&key)), m.timestamp);
         w.conversations.upsert(
             &key,
             || row,
@@ -802,9 +915,15 @@ impl App {
             },
         );
         if open && !w.timeline.loading {
-            w.timeline.insert(m.clone());
-            if !incoming {
-                w.timeline.scroll_to_bottom();
+            if !incoming && !w.timeline.at_newest() {
+                // Sent while an older part was shown (a search result): back to the end.
+                w.timeline.loading = true;
+                self.load_history(&key, false, w, sender);
+            } else {
+                w.timeline.insert(m.clone());
+                if !incoming {
+                    w.timeline.scroll_to_bottom();
+                }
             }
         }
         if incoming && seen {
@@ -931,6 +1050,11 @@ fn install_actions(sender: &ComponentSender<App>) {
     app.add_action(&search);
     app.set_accels_for_action("app.start-chat", &["<Control>n"]);
     app.set_accels_for_action("app.search", &["<Control>f", "<Control>k"]);
+    let s = sender.clone();
+    let search_messages = gio::SimpleAction::new("search-messages", None);
+    search_messages.connect_activate(move |_, _| s.input(Input::ShowSearch(true)));
+    app.add_action(&search_messages);
+    app.set_accels_for_action("app.search-messages", &["<Control><Shift>f"]);
     app.set_accels_for_action("window.close", &["<Control>w"]);
 }
 
@@ -1067,8 +1191,25 @@ impl Component for App {
             .title_widget(&adw::WindowTitle::new("Natter", ""))
             .build();
         sidebar_header.pack_start(&status_button);
+        let search_button = gtk::ToggleButton::builder()
+            .icon_name("system-search-symbolic")
+            .tooltip_text(tr("Search Messages"))
+            .build();
+        let s = sender.clone();
+        search_button.connect_toggled(move |b| s.input(Input::ShowSearch(b.is_active())));
         sidebar_header.pack_end(&menu_button);
         sidebar_header.pack_end(&new_button);
+        sidebar_header.pack_end(&search_button);
+        let (s, s2, s3) = (sender.clone(), sender.clone(), sender.clone());
+        let search = SearchPanel::new(
+            move |generation, text| s.input(Input::Search(generation, text)),
+            move |result| s2.input(Input::OpenResult(result)),
+            move || s3.input(Input::ShowSearch(false)),
+        );
+        let sidebar_stack = gtk::Stack::new();
+        sidebar_stack.add_named(&conversations.root, Some("conversations"));
+        sidebar_stack.add_named(&search.root, Some("search"));
+        sidebar_stack.set_visible_child_name("conversations");
 
         let conn_label = gtk::Label::new(None);
         let conn_button = gtk::Button::with_label(&tr("Retry"));
@@ -1082,7 +1223,7 @@ impl Component for App {
             .build();
         sidebar_page.append(&sidebar_header);
         sidebar_page.append(&conn_banner);
-        sidebar_page.append(&conversations.root);
+        sidebar_page.append(&sidebar_stack);
 
         // Chat.
         let chat_title = adw::WindowTitle::new("", "");
@@ -1108,9 +1249,11 @@ impl Component for App {
         let s = sender.clone();
         let s2 = sender.clone();
         let s3 = sender.clone();
+        let s4 = sender.clone();
         let timeline = Timeline::new(
             move |id| s.input(Input::Retry(id)),
             move || s2.input(Input::LoadOlder),
+            move || s4.input(Input::LoadNewer),
             move |action| s3.input(Input::MessageAction(action)),
         );
         let s = sender.clone();
@@ -1242,6 +1385,9 @@ impl Component for App {
             sidebar_page,
             content_page,
             conversations,
+            sidebar_stack,
+            search,
+            search_button,
             own_avatar,
             status_checks,
             status_entry,
@@ -1371,6 +1517,32 @@ impl Component for App {
                         Command::Done(handle.retry_message(id).await.map_err(|e| e.to_string()))
                     });
                 }
+            }
+            Input::LoadNewer => {
+                if let Some(key) = self.current.clone() {
+                    if !w.timeline.loading && !w.timeline.at_newest() {
+                        self.load_newer(&key, w, &sender);
+                    }
+                }
+            }
+            Input::ShowSearch(show) => {
+                if w.search_button.is_active() != show {
+                    // Comes back here through the button's toggled handler.
+                    w.search_button.set_active(show);
+                    return;
+                }
+                if show {
+                    w.sidebar_stack.set_visible_child_name("search");
+                    w.leaflet.set_visible_child(&w.sidebar_page);
+                    w.search.focus();
+                } else {
+                    w.sidebar_stack.set_visible_child_name("conversations");
+                }
+            }
+            Input::Search(generation, text) => self.search(generation, text, &sender),
+            Input::OpenResult(result) => {
+                let id = result.hit.message.id;
+                self.open_at(result.key, Some(id), w, &sender);
             }
             Input::LoadOlder => {
                 if let Some(key) = self.current.clone() {
@@ -1651,7 +1823,7 @@ impl Component for App {
                     let preview = s
                         .last
                         .as_ref()
-                        .map(|m| format::preview(&m.body))
+                        .map(|m| format::preview_markup(m, &self.name_of(&key)))
                         .unwrap_or_default();
                     w.conversations.upsert(
                         &key,
@@ -1702,6 +1874,43 @@ impl Component for App {
                     }
                     Err(e) => Self::toast(w, &format!("{}: {e}", tr("History not loaded"))),
                 }
+            }
+            Command::Newer { key, limit, result } => {
+                if self.current.as_ref() != Some(&key) {
+                    return;
+                }
+                match result {
+                    Ok(page) => w.timeline.add_newer(page, limit),
+                    Err(e) => Self::toast(w, &format!("{}: {e}", tr("History not loaded"))),
+                }
+            }
+            Command::Around {
+                key,
+                target,
+                limit,
+                result,
+            } => {
+                if self.current.as_ref() != Some(&key) {
+                    return;
+                }
+                w.timeline.loading = false;
+                match result {
+                    Ok(page) if page.iter().any(|m| m.id == target) => {
+                        tracing::info!(id = target, "message shown in its context");
+                        w.timeline.show_around(page, target, limit);
+                    }
+                    Ok(_) => {
+                        // Deleted since the search: the conversation's end instead.
+                        Self::toast(w, &tr("That message is no longer there"));
+                        w.timeline.loading = true;
+                        self.load_history(&key, false, w, &sender);
+                    }
+                    Err(e) => Self::toast(w, &format!("{}: {e}", tr("History not loaded"))),
+                }
+            }
+            Command::SearchResults(generation, results) => {
+                tracing::info!(results = results.len(), "search results");
+                w.search.show(generation, results);
             }
             Command::SignedIn(result, form) => {
                 self.signing_in = false;

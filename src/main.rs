@@ -19,6 +19,8 @@ const STYLE: &str = "
 .natter-bubble.incoming { background-color: alpha(currentColor, 0.08); }
 .natter-bubble.outgoing { background-color: alpha(@accent_bg_color, 0.18); }
 .natter-quote { border-left: 3px solid alpha(currentColor, 0.3); padding-left: 6px; font-size: smaller; }
+.natter-bubble.natter-highlight { box-shadow: inset 0 0 0 2px @accent_color; }
+.natter-search-snippet { font-size: smaller; }
 .natter-reactions { font-size: larger; padding-top: 2px; }
 .natter-quick-reaction { font-size: larger; min-width: 32px; }
 .natter-bubble label { min-width: 0; }

@@ -6,5 +6,6 @@ pub mod composer;
 pub mod conversations;
 pub mod dialogs;
 pub mod format;
+pub mod search;
 pub mod signin;
 pub mod timeline;

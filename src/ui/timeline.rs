@@ -42,6 +42,8 @@ pub struct MsgRow {
     pub day: Option<String>,
     /// First of a group of consecutive messages from one sender.
     pub group_start: bool,
+    /// The message a search result jumped to (outlined for a few seconds).
+    pub highlight: bool,
     /// New whenever the row changes. GTK 4.8 binds every row below an insertion again
     /// (to tell it its new position): one already showing this revision skips it.
     revision: u64,
@@ -91,11 +93,17 @@ struct List {
     settled: Cell<bool>,
     /// Asked for older messages; not again until they come.
     asked: Cell<bool>,
+    /// The newest message is loaded: false after a jump to an older message, until
+    /// scrolling down has loaded everything after it.
+    newer_complete: Cell<bool>,
+    /// Asked for newer messages; not again until they come.
+    asked_newer: Cell<bool>,
     /// A frame callback is feeding pending messages in.
     feeding: Cell<bool>,
     /// Changes with each conversation shown, so the last one's feeding stops.
     generation: Cell<u64>,
     on_need_older: Box<dyn Fn()>,
+    on_need_newer: Box<dyn Fn()>,
 }
 
 fn row_of(obj: &glib::Object) -> Option<std::cell::Ref<'_, MsgRow>> {
@@ -114,6 +122,7 @@ fn make_row(prev: Option<&Message>, m: Message, now: i64) -> MsgRow {
     MsgRow {
         day: new_day.then(|| format::day_label(m.timestamp, now)),
         group_start,
+        highlight: false,
         message: m,
         revision: next_revision(),
     }
@@ -182,6 +191,12 @@ impl List {
         added as usize
     }
 
+    fn need_newer(&self) {
+        if !self.newer_complete.get() && !self.asked_newer.replace(true) {
+            (self.on_need_newer)();
+        }
+    }
+
     fn need_older(&self) {
         if self.settled.get() && self.pending.borrow().is_empty() && !self.asked.replace(true) {
             (self.on_need_older)();
@@ -228,6 +243,7 @@ impl Timeline {
     pub fn new(
         on_retry: impl Fn(i64) + 'static,
         on_need_older: impl Fn() + 'static,
+        on_need_newer: impl Fn() + 'static,
         on_action: impl Fn(MessageAction) + 'static,
     ) -> Timeline {
         let on_action: Rc<dyn Fn(MessageAction)> = Rc::new(on_action);
@@ -277,16 +293,24 @@ impl Timeline {
             stick: Cell::new(true),
             settled: Cell::new(false),
             asked: Cell::new(false),
+            newer_complete: Cell::new(true),
+            asked_newer: Cell::new(false),
             feeding: Cell::new(false),
             generation: Cell::new(0),
             on_need_older: Box::new(on_need_older),
+            on_need_newer: Box::new(on_need_newer),
         });
         let l = list.clone();
         root.vadjustment().connect_value_changed(move |a| {
-            l.stick.set(a.value() + a.page_size() >= a.upper() - 4.0);
+            let bottom = a.value() + a.page_size() >= a.upper() - 4.0;
+            l.stick.set(bottom && l.newer_complete.get());
             // Within a screen of the top: fetch the next page before the user is there.
             if a.value() < a.page_size() {
                 l.need_older();
+            }
+            // Likewise at the bottom of a conversation shown from an older message.
+            if a.value() + 2.0 * a.page_size() > a.upper() {
+                l.need_newer();
             }
         });
         // Following the newest message: the list is told which item to show
@@ -336,6 +360,8 @@ impl Timeline {
         list.feeding.set(false);
         list.settled.set(false);
         list.asked.set(false);
+        list.newer_complete.set(true);
+        list.asked_newer.set(false);
         list.pending.borrow_mut().clear();
         list.store.remove_all();
         list.index.borrow_mut().clear();
@@ -359,6 +385,101 @@ impl Timeline {
         *self.list.pending.borrow_mut() = page.into();
         self.list.put_pending(self.rows_to_fill() as usize);
         feed(&self.list, &self.view);
+    }
+
+    /// Shows `page` (oldest first, each side of `target` at most `limit` long) in place of
+    /// what was shown, scrolled to `target`, outlined for a few seconds. Scrolling down
+    /// loads the newer messages.
+    pub fn show_around(&mut self, page: Vec<Message>, target: i64, limit: u32) {
+        self.clear();
+        let Some(at) = page.iter().position(|m| m.id == target) else {
+            return;
+        };
+        let limit = limit as usize;
+        self.complete = at < limit;
+        let list = self.list.clone();
+        list.newer_complete.set(page.len() - at - 1 < limit);
+        list.stick.set(false);
+        let now = glib::real_time() / 1000;
+        let mut prev: Option<Message> = None;
+        let mut objs = Vec::with_capacity(page.len());
+        {
+            let mut index = list.index.borrow_mut();
+            for m in page {
+                let mut row = make_row(prev.as_ref(), m.clone(), now);
+                row.highlight = m.id == target;
+                let obj = glib::BoxedAnyObject::new(row);
+                index.insert(m.id, obj.clone());
+                objs.push(obj);
+                prev = Some(m);
+            }
+        }
+        list.store.splice(0, 0, &objs);
+        let _ = self
+            .view
+            .activate_action("list.scroll-to-item", Some(&(at as u32).to_variant()));
+        feed(&list, &self.view);
+        let generation = list.generation.get();
+        let l = Rc::downgrade(&list);
+        glib::timeout_add_local_once(std::time::Duration::from_secs(4), move || {
+            let Some(list) = l.upgrade() else {
+                return;
+            };
+            let shown = list.index.borrow().get(&target).cloned();
+            if list.generation.get() != generation {
+                return;
+            }
+            if let Some(obj) = shown {
+                let mut handle = obj.clone();
+                if let Ok(mut row) = handle.try_borrow_mut::<MsgRow>() {
+                    row.highlight = false;
+                    row.revision = next_revision();
+                }
+                if let Some(pos) = list.store.find(&obj) {
+                    list.store.items_changed(pos, 1, 1);
+                }
+            }
+        });
+    }
+
+    /// Whether the newest message is loaded (not after a jump to an older one).
+    pub fn at_newest(&self) -> bool {
+        self.list.newer_complete.get()
+    }
+
+    /// The newest loaded message, where the next newer page starts.
+    pub fn newest_cursor(&self) -> Option<HistoryCursor> {
+        let n = self.list.store.n_items();
+        n.checked_sub(1)
+            .and_then(|last| self.list.message_at(last))
+            .map(|m| HistoryCursor::from(&m))
+    }
+
+    /// Adds a page of newer messages (oldest first) below what is loaded; fewer than
+    /// `limit` means the newest is there.
+    pub fn add_newer(&mut self, page: Vec<Message>, limit: u32) {
+        let list = self.list.clone();
+        list.asked_newer.set(false);
+        if page.len() < limit as usize {
+            list.newer_complete.set(true);
+        }
+        let now = glib::real_time() / 1000;
+        let n = list.store.n_items();
+        let mut prev = n.checked_sub(1).and_then(|p| list.message_at(p));
+        let mut objs = Vec::with_capacity(page.len());
+        {
+            let mut index = list.index.borrow_mut();
+            for m in page {
+                if index.contains_key(&m.id) {
+                    continue;
+                }
+                let obj = glib::BoxedAnyObject::new(make_row(prev.as_ref(), m.clone(), now));
+                index.insert(m.id, obj.clone());
+                objs.push(obj);
+                prev = Some(m);
+            }
+        }
+        list.store.splice(n, 0, &objs);
     }
 
     /// Adds a page of older messages (oldest first) above what is loaded.
@@ -391,6 +512,14 @@ impl Timeline {
         }
         let n = list.store.n_items();
         let key = (m.sort_key, m.id);
+        if !list.newer_complete.get()
+            && list
+                .message_at(n.saturating_sub(1))
+                .is_some_and(|last| (last.sort_key, last.id) < key)
+        {
+            // Newer than what is shown after a jump: it comes with the newer pages.
+            return;
+        }
         let mut pos = n;
         while pos > 0 {
             match list.message_at(pos - 1) {

@@ -73,6 +73,18 @@ pub(crate) enum Command {
         limit: u32,
         reply: Reply<Vec<Message>>,
     },
+    HistoryAfter {
+        peer: String,
+        after: HistoryCursor,
+        limit: u32,
+        reply: Reply<Vec<Message>>,
+    },
+    HistoryAround {
+        peer: String,
+        message: i64,
+        limit: u32,
+        reply: Reply<Vec<Message>>,
+    },
     MarkRead {
         peer: String,
         reply: Reply<()>,
@@ -314,6 +326,42 @@ impl SessionHandle {
         self.ask(|reply| Command::History {
             peer,
             before,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Up to `limit` messages with `peer` newer than `after`, oldest first.
+    pub async fn history_after(
+        &self,
+        peer: &str,
+        after: HistoryCursor,
+        limit: u32,
+    ) -> Result<Vec<Message>, SessionError> {
+        let peer = peer.to_owned();
+        self.ask(|reply| Command::HistoryAfter {
+            peer,
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Message `message` in its context, oldest first: up to `limit` messages before
+    /// it, itself, and up to `limit` after it. Empty when it is not in the conversation
+    /// with `peer`.
+    pub async fn history_around(
+        &self,
+        peer: &str,
+        message: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, SessionError> {
+        let peer = peer.to_owned();
+        self.ask(|reply| Command::HistoryAround {
+            peer,
+            message,
             limit,
             reply,
         })

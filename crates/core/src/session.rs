@@ -1095,6 +1095,55 @@ impl Session {
                     let _ = reply.send(result.map_err(Into::into));
                 });
             }
+            Command::HistoryAfter {
+                peer,
+                after,
+                limit,
+                reply,
+            } => {
+                let store = self.store.clone();
+                let account_id = self.account_id;
+                tokio::spawn(async move {
+                    let result = async {
+                        match store.find_conversation(account_id, peer).await? {
+                            Some(id) => store.history_after(id, after, limit).await,
+                            None => Ok(Vec::new()),
+                        }
+                    }
+                    .await;
+                    let _ = reply.send(result.map_err(Into::into));
+                });
+            }
+            Command::HistoryAround {
+                peer,
+                message,
+                limit,
+                reply,
+            } => {
+                let store = self.store.clone();
+                let account_id = self.account_id;
+                tokio::spawn(async move {
+                    let result = async {
+                        let Some(conversation) = store.find_conversation(account_id, peer).await?
+                        else {
+                            return Ok(Vec::new());
+                        };
+                        // Message ids are global: only one of this conversation is shown.
+                        let target = match store.message(message).await? {
+                            Some(m) if m.conversation_id == conversation => m,
+                            _ => return Ok(Vec::new()),
+                        };
+                        let at = natter_store::HistoryCursor::from(&target);
+                        let mut page = store.history(conversation, Some(at), limit).await?;
+                        page.reverse();
+                        page.push(target);
+                        page.extend(store.history_after(conversation, at, limit).await?);
+                        Ok::<_, natter_store::StoreError>(page)
+                    }
+                    .await;
+                    let _ = reply.send(result.map_err(Into::into));
+                });
+            }
             Command::MarkRead { peer, reply } => {
                 let result = async {
                     match self

@@ -788,6 +788,29 @@ impl Db {
         Ok(page)
     }
 
+    /// The oldest `limit` messages of a conversation newer than `after` (oldest first):
+    /// the view scrolled down from a message shown in its context.
+    pub fn history_after(
+        &mut self,
+        conversation_id: i64,
+        after: HistoryCursor,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM message m JOIN conversation c ON c.id = m.conversation_id
+             WHERE m.conversation_id = ?1 AND (m.sort_key, m.id) > (?2, ?3)
+             ORDER BY m.sort_key ASC, m.id ASC LIMIT ?4"
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(
+            params![conversation_id, after.sort_key, after.id, limit],
+            message_from_row,
+        )?;
+        let mut page: Vec<Message> = rows.collect::<rusqlite::Result<_>>()?;
+        Self::decorate(&self.conn, &mut page)?;
+        Ok(page)
+    }
+
     pub fn message_count(&mut self, account_id: i64) -> Result<i64> {
         Ok(self.conn.query_row(
             "SELECT count(*) FROM message m JOIN conversation c ON c.id = m.conversation_id

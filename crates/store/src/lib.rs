@@ -250,6 +250,17 @@ impl Store {
             .await
     }
 
+    /// The oldest `limit` messages of a conversation newer than `after` (oldest first).
+    pub async fn history_after(
+        &self,
+        conversation_id: i64,
+        after: HistoryCursor,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        self.call(move |db| db.history_after(conversation_id, after, limit))
+            .await
+    }
+
     pub async fn message_count(&self, account_id: i64) -> Result<i64> {
         self.call(move |db| db.message_count(account_id)).await
     }

@@ -179,17 +179,34 @@ impl MessageRow {
         let id = Rc::new(Cell::new(0i64));
         let own = Rc::new(Cell::new(false));
         // Right click, or a long press on a touch screen, opens the message's menu.
-        let click = gtk::GestureClick::builder().button(3).build();
-        let (i, o, cb, b) = (id.clone(), own.clone(), on_action.clone(), bubble.clone());
+        // Captured before the selectable text's own menu (Cut, Paste…, nothing a
+        // message needs): ours has Copy.
+        let click = gtk::GestureClick::builder()
+            .button(3)
+            .propagation_phase(gtk::PropagationPhase::Capture)
+            .build();
+        let (i, o, cb, b, t) = (
+            id.clone(),
+            own.clone(),
+            on_action.clone(),
+            bubble.clone(),
+            body.clone(),
+        );
         click.connect_pressed(move |g, _, x, y| {
             g.set_state(gtk::EventSequenceState::Claimed);
-            message_menu(b.upcast_ref(), x, y, i.get(), o.get(), cb.clone());
+            message_menu(b.upcast_ref(), &t, x, y, i.get(), o.get(), cb.clone());
         });
         bubble.add_controller(click);
         let press = gtk::GestureLongPress::new();
-        let (i, o, cb, b) = (id.clone(), own.clone(), on_action, bubble.clone());
+        let (i, o, cb, b, t) = (
+            id.clone(),
+            own.clone(),
+            on_action,
+            bubble.clone(),
+            body.clone(),
+        );
         press.connect_pressed(move |_, x, y| {
-            message_menu(b.upcast_ref(), x, y, i.get(), o.get(), cb.clone());
+            message_menu(b.upcast_ref(), &t, x, y, i.get(), o.get(), cb.clone());
         });
         bubble.add_controller(press);
         let parts = Parts {
@@ -235,6 +252,12 @@ impl MessageRow {
             });
         }
         p.bubble.set_margin_top(if row.group_start { 8 } else { 2 });
+        // The message a search result jumped to.
+        if row.highlight {
+            p.bubble.add_css_class("natter-highlight");
+        } else {
+            p.bubble.remove_css_class("natter-highlight");
+        }
         p.own.set(outgoing && !m.retracted);
         // Short one-line messages need no wrapping, and an unwrapped label is laid out
         // once instead of at several widths.
@@ -290,7 +313,7 @@ impl MessageRow {
             label.set_label(&reactions);
         }
         let (words, tooltip) = state_words(m);
-        let clock = if m.edited {
+        let clock = if m.edited && !m.retracted {
             format!("{} · {}", format::clock(m.timestamp), tr("edited"))
         } else {
             format::clock(m.timestamp)
@@ -370,6 +393,7 @@ fn reactions_text(m: &Message) -> String {
 /// The menu of one message: reply, react, and for our own messages edit and delete.
 fn message_menu(
     anchor: &gtk::Widget,
+    text: &gtk::Label,
     x: f64,
     y: f64,
     id: i64,
@@ -408,6 +432,29 @@ fn message_menu(
     more.set_popover(Some(&chooser));
     quick.append(&more);
     list.append(&quick);
+    // Copy: the selected part of the text, else all of it.
+    let copy = gtk::Button::builder()
+        .label(tr("Copy Text"))
+        .css_classes(["flat"])
+        .build();
+    if let Some(l) = copy.child().and_then(|c| c.downcast::<gtk::Label>().ok()) {
+        l.set_xalign(0.0);
+    }
+    let (p, t) = (popover.clone(), text.clone());
+    copy.connect_clicked(move |_| {
+        p.popdown();
+        let all = t.text();
+        let chosen = t
+            .selection_bounds()
+            .and_then(|(a, b)| {
+                let (a, b) = (a.min(b) as usize, a.max(b) as usize);
+                let piece: String = all.chars().skip(a).take(b - a).collect();
+                (!piece.is_empty()).then_some(piece)
+            })
+            .unwrap_or_else(|| all.to_string());
+        t.clipboard().set_text(&chosen);
+    });
+    list.append(&copy);
     let mut entries = vec![(tr("Reply"), MessageAction::Reply(id))];
     if own {
         entries.push((tr("Edit"), MessageAction::Edit(id)));
