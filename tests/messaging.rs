@@ -455,3 +455,112 @@ async fn archive_catch_up_applies_corrections_made_while_offline() {
         ]
     );
 }
+
+async fn unread(peer: &Peer, jid: &str) -> i64 {
+    let account_id = peer.store.accounts().await.unwrap()[0].id;
+    peer.store
+        .conversations(account_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.peer == jid)
+        .map_or(-1, |c| c.unread)
+}
+
+/// XEP-0490: reading a chat on one device marks it read on the others, through our
+/// account's PEP node — also for people who are not contacts (no chat markers go to
+/// them) and for a device that was offline at the time. Positions from anyone but our
+/// own account are ignored.
+#[tokio::test]
+async fn read_positions_sync_our_devices_for_strangers_and_offline_devices() {
+    let p = server(&["demo", "zed", "mallory"]);
+    let laptop = device(&p, "demo", "laptop").await;
+    let mut phone = device(&p, "demo", "phone").await;
+    let zed = device(&p, "zed", "natter").await;
+    let mut laptop = laptop;
+    for body in ["stranger one", "stranger two"] {
+        zed.handle
+            .send_message("demo@localhost", body)
+            .await
+            .unwrap();
+    }
+    laptop.received("stranger two", T).await.expect("laptop");
+    phone.received("stranger two", T).await.expect("phone");
+    assert_eq!(unread(&laptop, "zed@localhost").await, 2);
+
+    // The laptop is closed; the phone reads zed's chat (no marker: zed is a stranger).
+    laptop.handle.disconnect().await.unwrap();
+    // Stored by the server: Prosody keeps each PEP node in its own store.
+    let published = || {
+        walk(&p.dir().join("data"))
+            .iter()
+            .any(|f| f.to_string_lossy().contains("mds"))
+    };
+    assert!(!published());
+    phone.handle.mark_read("zed@localhost").await.unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while !published() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no read position stored: {:?}",
+            walk(&p.dir().join("data"))
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The laptop opens again: after its archive catch-up it fetches the positions.
+    let mut laptop = laptop.restart().await.unwrap();
+    laptop
+        .wait_for(
+            T,
+            |e| matches!(e, Event::ConversationRead { peer, unread: 0 } if peer == "zed@localhost"),
+        )
+        .await
+        .expect("the laptop learns the chat was read");
+    assert_eq!(unread(&laptop, "zed@localhost").await, 0);
+
+    // A new message is unread; mallory's forged position for it changes nothing.
+    zed.handle
+        .send_message("demo@localhost", "stranger three")
+        .await
+        .unwrap();
+    let three = laptop.received("stranger three", T).await.unwrap();
+    let sid = three.stanza_id.clone().expect("archived with a stanza-id");
+    assert_eq!(unread(&laptop, "zed@localhost").await, 1);
+    let laptop_jid = laptop.online().await.unwrap();
+    let mut mallory = raw(&p, "mallory").await;
+    send_raw(
+        &mut mallory,
+        &format!(
+            "<message xmlns='jabber:client' to='{laptop_jid}'>
+               <event xmlns='http://jabber.org/protocol/pubsub#event'>
+                 <items node='urn:xmpp:mds:displayed:0'><item id='zed@localhost'>
+                   <displayed xmlns='urn:xmpp:mds:displayed:0'>
+                     <stanza-id xmlns='urn:xmpp:sid:0' id='{sid}' by='demo@localhost'/>
+                   </displayed></item></items></event></message>"
+        ),
+    )
+    .await;
+    send_raw(
+        &mut mallory,
+        &format!("<message xmlns='jabber:client' type='chat' to='{laptop_jid}'><body>after the forged position</body></message>"),
+    )
+    .await;
+    laptop
+        .received("after the forged position", T)
+        .await
+        .expect("the laptop processed the stream past the forgery");
+    assert_eq!(unread(&laptop, "zed@localhost").await, 1);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}

@@ -9,6 +9,7 @@ pub mod connection;
 mod event;
 mod handle;
 mod mam_sync;
+mod mds;
 mod presence;
 mod roster;
 pub mod secrets;

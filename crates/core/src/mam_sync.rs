@@ -26,6 +26,8 @@ pub(crate) fn spawn_catch_up(
             Ok(n) => tracing::info!(stored = n, "archive catch-up complete"),
             Err(e) => tracing::warn!(error = %e, "archive catch-up stopped"),
         }
+        // What our other devices read meanwhile (they name messages now stored).
+        crate::mds::sync(&store, account_id, &jid, &internal, &events).await;
     });
 }
 

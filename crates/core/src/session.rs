@@ -27,7 +27,7 @@ use crate::connection::{self, Backoff, ConnectConfig, ConnectorStatus, ServerAdd
 use crate::event::{AccountEvent, Availability, CallUpdate, ConnectionState, Event};
 use crate::handle::{CallAction, Command, SessionHandle, SubscriptionAction};
 use crate::presence::{own_presence, PresenceTable};
-use crate::{apply, chat, mam_sync, roster, SessionError};
+use crate::{apply, chat, mam_sync, mds, roster, SessionError};
 
 /// How long we wait for an IQ answer.
 pub(crate) const IQ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -569,6 +569,7 @@ impl Session {
                         natter_protocol::ns::JINGLE_ICE_UDP,
                         natter_protocol::ns::JINGLE_DTLS,
                         natter_protocol::ns::JMI,
+                        "urn:xmpp:mds:displayed:0+notify",
                     ]
                     .into_iter()
                     .map(str::to_owned)
@@ -722,6 +723,14 @@ impl Session {
             self.on_message_error(&msg).await;
             return;
         }
+        if let Some(event) = msg
+            .payloads
+            .iter()
+            .find(|p| p.is("event", natter_protocol::ns::PUBSUB_EVENT))
+        {
+            self.on_pubsub_event(msg.from.as_ref(), event).await;
+            return;
+        }
         if let Some(jmi) = msg
             .payloads
             .iter()
@@ -748,6 +757,21 @@ impl Session {
         }
         self.gather_ready_messages(&mut batch);
         self.process(batch).await;
+    }
+
+    /// A PEP notification (XEP-0163). Our own nodes' only from our own account.
+    async fn on_pubsub_event(&mut self, from: Option<&Jid>, event: &Element) {
+        if let Some(positions) = natter_protocol::mds::from_event(event) {
+            if !roster::push_allowed(from, &self.jid) {
+                tracing::warn!(?from, "dropping read positions not from our own account");
+                return;
+            }
+            for ev in mds::apply(&self.store, self.account_id, &self.jid, positions).await {
+                self.emit(ev);
+            }
+            return;
+        }
+        tracing::trace!(?from, "pubsub event for no node we follow");
     }
 
     /// The validate and read stages of a live stanza (or a carbon of one): `None` when
@@ -1161,6 +1185,7 @@ impl Session {
                 .await;
                 if let Ok(Some(newest)) = &result {
                     self.send_displayed(newest).await;
+                    self.publish_read_position(newest).await;
                 }
                 let _ = reply.send(result.map(|_| ()).map_err(Into::into));
             }
@@ -1753,6 +1778,29 @@ impl Session {
                 None,
             )
             .await;
+    }
+
+    /// Tells our other devices how far this chat is read (XEP-0490), by the id our
+    /// archive gave its newest message.
+    async fn publish_read_position(&mut self, newest: &natter_store::Message) {
+        let Some(stanza_id) = newest.stanza_id.clone() else {
+            return;
+        };
+        let position = natter_protocol::mds::Displayed {
+            peer: newest.peer.clone(),
+            stanza_id,
+            by: self.jid.to_string(),
+        };
+        let rx = self
+            .send_iq(None, IqPayloadKind::Set(position.publish()))
+            .await;
+        tokio::spawn(async move {
+            match tokio::time::timeout(IQ_TIMEOUT, rx).await {
+                Ok(Ok(Ok(_))) => tracing::debug!(peer = %position.peer, "read position published"),
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "read position not published"),
+                _ => {}
+            }
+        });
     }
 
     fn reference(&self, peer: &str, direction: Direction, id: &str) -> natter_store::Reference {

@@ -17,6 +17,7 @@ pub mod jingle_ice_udp;
 pub mod jingle_rtp;
 pub mod jingle_rtp_info;
 pub mod jmi;
+pub mod mds;
 pub mod ns;
 pub mod reply;
 pub mod retract;

@@ -42,3 +42,13 @@ pub const REPLY: &str = "urn:xmpp:reply:0";
 pub const FALLBACK: &str = "urn:xmpp:fallback:0";
 /// XEP-0333: Chat Markers.
 pub const MARKERS: &str = "urn:xmpp:chat-markers:0";
+/// XEP-0490: Message Displayed Synchronization (the PEP node and its payload).
+pub const MDS: &str = "urn:xmpp:mds:displayed:0";
+/// XEP-0359: Unique and Stable Stanza IDs.
+pub const SID: &str = "urn:xmpp:sid:0";
+/// XEP-0060: Publish-Subscribe (requests and their results).
+pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// XEP-0060: Publish-Subscribe notifications.
+pub const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+/// XEP-0004: Data Forms.
+pub const DATA_FORMS: &str = "jabber:x:data";
