@@ -2,7 +2,7 @@
 //! AdwLeaflet (one pane at a time when narrow). Everything network- or disk-bound goes
 //! through a `SessionHandle` on the session runtime; this thread only renders.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use adw::prelude::*;
@@ -27,6 +27,7 @@ enum Composing {
     Reply(i64),
     Edit(i64),
 }
+use crate::ui::blocking::{self as block_ui, BlockedBar};
 use crate::ui::conversations::{ConvKey, ConvRow, ConversationList};
 use crate::ui::search::{SearchPanel, SearchResult};
 use crate::ui::signin::{self, SignInForm, SignInPage};
@@ -38,6 +39,8 @@ use crate::ui::{dialogs, format};
 const FIRST_PAGE: u32 = 25;
 /// Messages per older page, loaded as the user scrolls up.
 const PAGE: u32 = 50;
+/// Unfocused or hidden this long, the window counts as not looked at (XEP-0352).
+const CLIENT_IDLE: Duration = Duration::from_secs(60);
 
 /// The user's own status, as the selector shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +106,8 @@ struct AccountState {
     offline_by_choice: bool,
     /// Contacts typing (or paused) in their chat with us (XEP-0085).
     typing: HashMap<String, ChatState>,
+    /// Who we block (XEP-0191), as the server says.
+    blocked: BTreeSet<String>,
 }
 
 impl AccountState {
@@ -114,6 +119,7 @@ impl AccountState {
             presences: HashMap::new(),
             offline_by_choice: false,
             typing: HashMap::new(),
+            blocked: BTreeSet::new(),
         }
     }
 
@@ -159,6 +165,15 @@ pub struct App {
     settings: Settings,
     opened_at: Option<Instant>,
     started_at: i64,
+    /// Conversation-list changes from messages not shown yet: a sync stores thousands
+    /// of messages a second, and each change re-sorts the list and rebinds the rows
+    /// between its old and new place. They are applied together, ten times a second.
+    pending_rows: HashMap<ConvKey, PendingRow>,
+    flush_scheduled: bool,
+    /// What the sessions were told about us looking (XEP-0352).
+    client_active: bool,
+    /// Counts the window's focus changes, so a stale idle timer does nothing.
+    focus_changes: u64,
 }
 
 #[derive(Debug)]
@@ -176,12 +191,14 @@ pub enum Input {
     LoadOlder,
     /// Scrolled down in a conversation shown from an older message.
     LoadNewer,
+    /// Apply the conversation-list changes of the messages that came meanwhile.
+    FlushRows,
     /// Show or leave the message search in the sidebar.
     ShowSearch(bool),
     /// The search entry's text changed (query generation, text).
     Search(u64, String),
     /// A search result was chosen.
-    OpenResult(SearchResult),
+    OpenResult(Box<SearchResult>),
     SignIn,
     SignInCancel,
     SignInTrusted(SignInForm, String),
@@ -199,11 +216,26 @@ pub enum Input {
     Reconnect,
     AnswerRequest(bool),
     WindowActive,
+    /// The window lost the focus (or was hidden).
+    WindowInactive,
+    /// Nobody looked for a while since focus change `.0`.
+    ClientIdle(u64),
+    /// "Block Contact…" in the conversation menu.
+    BlockContact,
+    /// "Block" on the subscription request banner.
+    BlockRequester,
+    /// The user confirmed blocking (account, JID, report as spam).
+    BlockConfirmed(i64, String, bool),
+    Unblock,
     About,
+    /// "Set Avatar…": choose a picture for the default account.
+    SetAvatar,
 }
 
 #[derive(Debug)]
 pub enum Command {
+    /// Our new avatar was published (or why not, in the user's words).
+    AvatarSet(Result<(), String>),
     Started(Result<StartedAccounts, String>),
     Event(Box<AccountEvent>),
     Summaries(i64, Result<Vec<ConversationSummary>, SessionError>),
@@ -234,8 +266,22 @@ pub enum Command {
         result: Result<Vec<Message>, SessionError>,
     },
     SearchResults(u64, Vec<SearchResult>),
+    /// Older messages of a conversation came from the archive (how many were stored).
+    FetchedOlder {
+        key: ConvKey,
+        result: Result<usize, SessionError>,
+    },
     /// An action finished; `Err` is shown as a toast.
     Done(Result<(), String>),
+}
+
+/// What messages not applied to the conversation list yet change in one row.
+#[derive(Debug, Default)]
+struct PendingRow {
+    /// The newest message's preview and time.
+    latest: Option<(String, i64)>,
+    /// Incoming messages not seen.
+    unread: i64,
 }
 
 pub struct Widgets {
@@ -255,6 +301,8 @@ pub struct Widgets {
     status_entry: gtk::Entry,
     status_button: gtk::MenuButton,
     conn_banner: gtk::Revealer,
+    sync_banner: gtk::Revealer,
+    sync_label: gtk::Label,
     conn_label: gtk::Label,
     conn_button: gtk::Button,
     request_banner: gtk::Revealer,
@@ -264,6 +312,7 @@ pub struct Widgets {
     chat_avatar: Avatar,
     timeline: Timeline,
     composer: Composer,
+    blocked_bar: BlockedBar,
     accounts_menu: gio::Menu,
 }
 
@@ -492,6 +541,21 @@ impl App {
         });
     }
 
+    /// Asks the archive for a conversation's older messages (none once the whole
+    /// archive is stored: then the conversation's start is loaded).
+    fn fetch_older(&self, key: &ConvKey, w: &mut Widgets, sender: &ComponentSender<Self>) {
+        let Some(handle) = self.handle(key.account_id) else {
+            w.timeline.complete = true;
+            return;
+        };
+        w.timeline.loading = true;
+        let key = key.clone();
+        sender.oneshot_command(async move {
+            let result = handle.fetch_older(&key.peer, PAGE).await;
+            Command::FetchedOlder { key, result }
+        });
+    }
+
     fn load_newer(&self, key: &ConvKey, w: &Widgets, sender: &ComponentSender<Self>) {
         let (Some(handle), Some(after)) = (self.handle(key.account_id), w.timeline.newest_cursor())
         else {
@@ -537,7 +601,7 @@ impl App {
                     Err(e) => tracing::warn!(error = %e, "search failed"),
                 }
             }
-            results.sort_by(|a, b| b.hit.message.timestamp.cmp(&a.hit.message.timestamp));
+            results.sort_by_key(|r| std::cmp::Reverse(r.hit.message.timestamp));
             results.truncate(crate::ui::search::MAX_RESULTS as usize);
             Command::SearchResults(generation, results)
         });
@@ -644,6 +708,12 @@ impl App {
         w.chat_title.set_title(&name);
         w.chat_title.set_subtitle(&subtitle);
         w.chat_avatar.set(&key.peer, &name, dot);
+        let blocked = self
+            .accounts
+            .get(&key.account_id)
+            .is_some_and(|a| a.blocked.contains(&key.peer));
+        w.blocked_bar.show(&name, blocked);
+        w.composer.root.set_sensitive(!blocked);
     }
 
     fn on_event(&mut self, ev: AccountEvent, w: &mut Widgets, sender: &ComponentSender<Self>) {
@@ -655,6 +725,28 @@ impl App {
             // The call window is its own issue; until it lands the app neither rings nor
             // places calls (the engine is reachable through `natter-call`).
             Event::Call(_) => {}
+            // What contacts support matters to the call buttons, which are not there yet.
+            Event::Features { .. } => {}
+            Event::Blocklist(list) => {
+                account.blocked = list.into_iter().collect();
+                if let Some(key) = self.current.clone() {
+                    if key.account_id == account_id {
+                        self.show_chat_header(&key, w);
+                    }
+                }
+            }
+            Event::HistorySync { stored, done } => {
+                if done || stored == 0 {
+                    w.sync_banner.set_reveal_child(false);
+                } else {
+                    w.sync_label.set_label(&format!(
+                        "{} {}",
+                        tr("Fetching history…"),
+                        ngettext_count(stored)
+                    ));
+                    w.sync_banner.set_reveal_child(true);
+                }
+            }
             Event::Connection(state) => {
                 let online = matches!(state, ConnectionState::Online { .. });
                 account.state = state;
@@ -760,6 +852,7 @@ impl App {
                     crate::notify::withdraw(&key);
                 }
             }
+            Event::Avatar { jid, path } => crate::ui::avatar::set_picture(&jid, path),
         }
     }
 
@@ -862,6 +955,36 @@ impl App {
         }
     }
 
+    /// XEP-0352: tells every session whether someone is looking.
+    fn set_client_active(&mut self, active: bool) {
+        if self.client_active != active {
+            self.client_active = active;
+            tracing::debug!(active, "client state");
+            for a in self.accounts.values() {
+                a.handle.set_client_active(active);
+            }
+        }
+    }
+
+    fn ask_block(
+        &self,
+        account_id: i64,
+        jid: String,
+        root: &adw::ApplicationWindow,
+        sender: &ComponentSender<Self>,
+    ) {
+        let key = ConvKey {
+            account_id,
+            peer: jid.clone(),
+        };
+        let name = self.name_of(&key);
+        let s = sender.clone();
+        let shown = jid.clone();
+        block_ui::ask(root, &name, &shown, move |report| {
+            s.input(Input::BlockConfirmed(account_id, jid.clone(), report))
+        });
+    }
+
     fn refresh_header_of(&self, account_id: i64, peer: &str, w: &Widgets) {
         let key = ConvKey {
             account_id,
@@ -899,21 +1022,21 @@ impl App {
         let open = self.current.as_ref() == Some(&key);
         let seen = open && Self::chat_visible(w);
         let incoming = m.direction == Direction::Incoming;
-        let row = self.new_row(&key);
         let (preview, ts) = (format::preview_markup(&m, &self.name_of(&key)), m.timestamp);
-        w.conversations.upsert(
-            &key,
-            || row,
-            |r| {
-                if ts >= r.last_activity {
-                    r.preview = preview;
-                    r.last_activity = ts;
-                }
-                if incoming && !seen {
-                    r.unread += 1;
-                }
-            },
-        );
+        let pending = self.pending_rows.entry(key.clone()).or_default();
+        if pending.latest.as_ref().is_none_or(|(_, t)| ts >= *t) {
+            pending.latest = Some((preview, ts));
+        }
+        if incoming && !seen {
+            pending.unread += 1;
+        }
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            let s = sender.clone();
+            glib::timeout_add_local_once(Duration::from_millis(100), move || {
+                s.input(Input::FlushRows)
+            });
+        }
         if open && !w.timeline.loading {
             if !incoming && !w.timeline.at_newest() {
                 // Sent while an older part was shown (a search result): back to the end.
@@ -937,8 +1060,30 @@ impl App {
         // Recent messages only: a first sync of a long archive does not ring.
         let recent = m.timestamp >= self.started_at - 10 * 60 * 1000;
         if incoming && !seen && recent && self.settings.notifications() {
-            let unread = w.conversations.get(&key).map_or(1, |r| r.unread);
+            let unread = w.conversations.get(&key).map_or(0, |r| r.unread)
+                + self.pending_rows.get(&key).map_or(1, |p| p.unread);
             crate::notify::message(&key, &self.name_of(&key), &m.body, unread);
+        }
+    }
+
+    /// Applies the conversation-list changes of the messages that came since the last
+    /// time; anything else that reads or changes the list does this first.
+    fn flush_rows(&mut self, w: &mut Widgets) {
+        for (key, p) in std::mem::take(&mut self.pending_rows) {
+            let row = self.new_row(&key);
+            w.conversations.upsert(
+                &key,
+                || row,
+                |r| {
+                    if let Some((preview, ts)) = p.latest {
+                        if ts >= r.last_activity {
+                            r.preview = preview;
+                            r.last_activity = ts;
+                        }
+                    }
+                    r.unread += p.unread;
+                },
+            );
         }
     }
 
@@ -1029,7 +1174,9 @@ fn install_actions(sender: &ComponentSender<App>) {
     simple("add-contact", || Input::ShowAddContact);
     simple("contact-details", || Input::ContactDetails);
     simple("remove-contact", || Input::RemoveContact);
+    simple("block-contact", || Input::BlockContact);
     simple("about", || Input::About);
+    simple("set-avatar", || Input::SetAvatar);
     let s = sender.clone();
     let remove = gio::SimpleAction::new("remove-account", Some(glib::VariantTy::STRING));
     remove.connect_activate(move |_, target| {
@@ -1147,6 +1294,13 @@ impl Component for App {
             }
         });
         status_box.append(&status_entry);
+        status_box.append(
+            &gtk::Button::builder()
+                .label(tr("Set Avatar…"))
+                .action_name("app.set-avatar")
+                .css_classes(["flat"])
+                .build(),
+        );
         let status_popover = gtk::Popover::builder().child(&status_box).build();
         let p = status_popover.clone();
         status_entry.connect_activate(move |_| p.popdown());
@@ -1172,6 +1326,7 @@ impl Component for App {
         main_menu.append_section(None, &first);
         main_menu.append_section(None, &accounts_menu);
         let last = gio::Menu::new();
+        last.append(Some(&tr("Set Avatar…")), Some("app.set-avatar"));
         if let Some(action) = settings.inner().map(|s| s.create_action("notifications")) {
             relm4::main_application().add_action(&action);
             last.append(
@@ -1203,7 +1358,7 @@ impl Component for App {
         let (s, s2, s3) = (sender.clone(), sender.clone(), sender.clone());
         let search = SearchPanel::new(
             move |generation, text| s.input(Input::Search(generation, text)),
-            move |result| s2.input(Input::OpenResult(result)),
+            move |result| s2.input(Input::OpenResult(Box::new(result))),
             move || s3.input(Input::ShowSearch(false)),
         );
         let sidebar_stack = gtk::Stack::new();
@@ -1223,6 +1378,26 @@ impl Component for App {
             .build();
         sidebar_page.append(&sidebar_header);
         sidebar_page.append(&conn_banner);
+        // While history comes from the archive: a spinner and how much is here.
+        let sync_label = gtk::Label::builder()
+            .css_classes(["dim-label", "caption"])
+            .xalign(0.0)
+            .hexpand(true)
+            .build();
+        let sync_row = gtk::Box::builder()
+            .spacing(8)
+            .margin_start(12)
+            .margin_end(12)
+            .margin_top(4)
+            .margin_bottom(4)
+            .build();
+        sync_row.append(&gtk::Spinner::builder().spinning(true).build());
+        sync_row.append(&sync_label);
+        let sync_banner = gtk::Revealer::builder()
+            .child(&sync_row)
+            .transition_type(gtk::RevealerTransitionType::SlideDown)
+            .build();
+        sidebar_page.append(&sync_banner);
         sidebar_page.append(&sidebar_stack);
 
         // Chat.
@@ -1237,6 +1412,7 @@ impl Component for App {
         let chat_menu = gio::Menu::new();
         chat_menu.append(Some(&tr("Contact Details")), Some("app.contact-details"));
         chat_menu.append(Some(&tr("Remove Contact…")), Some("app.remove-contact"));
+        chat_menu.append(Some(&tr("Block Contact…")), Some("app.block-contact"));
         let chat_menu_button = gtk::MenuButton::builder()
             .icon_name("view-more-symbolic")
             .menu_model(&chat_menu)
@@ -1297,7 +1473,16 @@ impl Component for App {
         accept.connect_clicked(move |_| s.input(Input::AnswerRequest(true)));
         let s = sender.clone();
         deny.connect_clicked(move |_| s.input(Input::AnswerRequest(false)));
-        let request_banner = banner(&request_label, &[&deny, &accept], "accent");
+        let block_requester = gtk::Button::with_label(&tr("Block"));
+        let s = sender.clone();
+        block_requester.connect_clicked(move |_| s.input(Input::BlockRequester));
+        let request_banner = banner(
+            &request_label,
+            &[&block_requester, &deny, &accept],
+            "accent",
+        );
+        let s = sender.clone();
+        let blocked_bar = BlockedBar::new(move || s.input(Input::Unblock));
 
         let content_page = gtk::Box::builder()
             .orientation(gtk::Orientation::Vertical)
@@ -1306,6 +1491,7 @@ impl Component for App {
             .build();
         content_page.append(&chat_header);
         content_page.append(&request_banner);
+        content_page.append(&blocked_bar.root);
         content_page.append(&chat_stack);
 
         let leaflet = adw::Leaflet::builder()
@@ -1346,6 +1532,8 @@ impl Component for App {
         root.connect_is_active_notify(move |win| {
             if win.is_active() {
                 s.input(Input::WindowActive);
+            } else {
+                s.input(Input::WindowInactive);
             }
         });
         let st = settings.clone();
@@ -1375,6 +1563,10 @@ impl Component for App {
             settings,
             opened_at: None,
             started_at: glib::real_time() / 1000,
+            pending_rows: HashMap::new(),
+            flush_scheduled: false,
+            client_active: true,
+            focus_changes: 0,
         };
         let widgets = Widgets {
             window: root.clone(),
@@ -1393,6 +1585,8 @@ impl Component for App {
             status_entry,
             status_button,
             conn_banner,
+            sync_banner,
+            sync_label,
             conn_label,
             conn_button,
             request_banner,
@@ -1402,6 +1596,7 @@ impl Component for App {
             chat_avatar,
             timeline,
             composer,
+            blocked_bar,
             accounts_menu,
         };
         widgets.stack.set_visible_child_name("loading");
@@ -1428,7 +1623,9 @@ impl Component for App {
         sender: ComponentSender<Self>,
         root: &Self::Root,
     ) {
+        self.flush_rows(w);
         match msg {
+            Input::FlushRows => self.flush_scheduled = false,
             Input::Open(key) => self.open(key, w, &sender),
             Input::OpenTarget(target) => {
                 if let Some(key) = ConvKey::from_target(&target) {
@@ -1542,7 +1739,7 @@ impl Component for App {
             Input::Search(generation, text) => self.search(generation, text, &sender),
             Input::OpenResult(result) => {
                 let id = result.hit.message.id;
-                self.open_at(result.key, Some(id), w, &sender);
+                self.open_at(result.key.clone(), Some(id), w, &sender);
             }
             Input::LoadOlder => {
                 if let Some(key) = self.current.clone() {
@@ -1770,7 +1967,62 @@ impl Component for App {
                     Command::Done(result.map_err(|e: SessionError| e.to_string()))
                 });
             }
+            Input::WindowInactive => {
+                self.focus_changes += 1;
+                let (s, change) = (sender.clone(), self.focus_changes);
+                glib::timeout_add_local_once(CLIENT_IDLE, move || {
+                    s.input(Input::ClientIdle(change))
+                });
+            }
+            Input::ClientIdle(change) => {
+                if change == self.focus_changes && !w.window.is_active() {
+                    self.set_client_active(false);
+                }
+            }
+            Input::BlockContact => {
+                if let Some(key) = self.current.clone() {
+                    self.ask_block(key.account_id, key.peer, root, &sender);
+                }
+            }
+            Input::BlockRequester => {
+                let Some((account_id, from)) = self.requests.pop_front() else {
+                    return;
+                };
+                self.refresh_request(w);
+                // Refused as well as blocked: blocking alone would leave it pending.
+                if let Some(handle) = self.handle(account_id) {
+                    let from = from.clone();
+                    sender.oneshot_command(async move {
+                        Command::Done(
+                            handle
+                                .subscription(&from, SubscriptionAction::Deny)
+                                .await
+                                .map_err(|e| e.to_string()),
+                        )
+                    });
+                }
+                self.ask_block(account_id, from, root, &sender);
+            }
+            Input::BlockConfirmed(account_id, jid, report) => {
+                if let Some(handle) = self.handle(account_id) {
+                    sender.oneshot_command(async move {
+                        Command::Done(handle.block(&jid, report).await.map_err(|e| e.to_string()))
+                    });
+                }
+            }
+            Input::Unblock => {
+                let Some(key) = self.current.clone() else {
+                    return;
+                };
+                if let Some(handle) = self.handle(key.account_id) {
+                    sender.oneshot_command(async move {
+                        Command::Done(handle.unblock(&key.peer).await.map_err(|e| e.to_string()))
+                    });
+                }
+            }
             Input::WindowActive => {
+                self.focus_changes += 1;
+                self.set_client_active(true);
                 if let Some(key) = self.current.clone() {
                     if Self::chat_visible(w) {
                         self.mark_read(&key, w, &sender);
@@ -1778,6 +2030,17 @@ impl Component for App {
                 }
             }
             Input::About => dialogs::about(root),
+            Input::SetAvatar => {
+                let Some(handle) = self.default_account().and_then(|id| self.handle(id)) else {
+                    return;
+                };
+                crate::ui::avatar::choose_own(root, move |file| {
+                    let handle = handle.clone();
+                    sender.oneshot_command(async move {
+                        Command::AvatarSet(crate::ui::avatar::publish_own(handle, file).await)
+                    })
+                });
+            }
         }
     }
 
@@ -1788,7 +2051,13 @@ impl Component for App {
         sender: ComponentSender<Self>,
         root: &Self::Root,
     ) {
+        // Messages come as commands: the list catches up with them on the timer.
+        if !matches!(&msg, Command::Event(e) if matches!(e.event, Event::Message(_))) {
+            self.flush_rows(w);
+        }
         match msg {
+            Command::AvatarSet(Ok(())) => Self::toast(w, &tr("Avatar updated")),
+            Command::AvatarSet(Err(e)) => Self::toast(w, &e),
             Command::Started(Ok(list)) => {
                 let mut any = false;
                 for started in list {
@@ -1866,13 +2135,30 @@ impl Component for App {
                                 crate::perf::shown(&w.timeline.view, at, n);
                             }
                         }
-                        // Fewer than asked for: the conversation's start is loaded. (The
+                        // Fewer than asked for: the store has no older ones; the archive
+                        // may, while a fresh account's history is still coming. (The
                         // timeline asks for more itself when what it has does not fill it.)
                         if n < limit as usize {
-                            w.timeline.complete = true;
+                            self.fetch_older(&key, w, &sender);
                         }
                     }
                     Err(e) => Self::toast(w, &format!("{}: {e}", tr("History not loaded"))),
+                }
+            }
+            Command::FetchedOlder { key, result } => {
+                if self.current.as_ref() != Some(&key) {
+                    return;
+                }
+                w.timeline.loading = false;
+                match result {
+                    Ok(n) if n > 0 => {
+                        w.timeline.loading = true;
+                        let older = w.timeline.len() > 0;
+                        self.load_history(&key, older, w, &sender);
+                    }
+                    Ok(_) => w.timeline.complete = true,
+                    // Offline, say: the user may scroll up again later.
+                    Err(e) => tracing::debug!(error = %e, "older history not fetched"),
                 }
             }
             Command::Newer { key, limit, result } => {
@@ -2022,4 +2308,9 @@ pub fn presence_words(p: &ResourcePresence) -> String {
         Some(s) if !s.is_empty() => format!("{} — {s}", availability_words(p.availability)),
         _ => availability_words(p.availability),
     }
+}
+
+/// "1 message", "25 messages".
+fn ngettext_count(n: usize) -> String {
+    crate::i18n::ntr("{} message", "{} messages", n as u32).replace("{}", &n.to_string())
 }

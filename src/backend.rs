@@ -87,6 +87,8 @@ fn config(account: Account, password: String) -> SessionConfig {
         password,
         backoff: Default::default(),
         calls: Default::default(),
+        avatar_cache: relm4::gtk::glib::user_cache_dir().join("natter/avatars"),
+        keepalive: Default::default(),
     }
 }
 

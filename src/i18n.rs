@@ -17,3 +17,9 @@ pub fn init() {
 pub fn tr(msgid: &str) -> String {
     gettextrs::gettext(msgid)
 }
+
+/// Translates a message that depends on a count: `singular` for one, `plural` for
+/// others (or the rule the language has).
+pub fn ntr(singular: &str, plural: &str, n: u32) -> String {
+    gettextrs::ngettext(singular, plural, n)
+}

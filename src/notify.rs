@@ -14,17 +14,18 @@ fn id(key: &ConvKey) -> String {
 
 pub fn message(key: &ConvKey, name: &str, body: &str, unread: i64) {
     let n = gio::Notification::new(name);
+    // Notifications are for incoming messages: a "/me" action is the contact's.
+    let text = crate::ui::format::preview_text(name, body);
     let body = if unread > 1 {
-        format!(
-            "{}\n({unread} {})",
-            crate::ui::format::preview(body),
-            tr("new messages")
-        )
+        format!("{text}\n({unread} {})", tr("new messages"))
     } else {
-        crate::ui::format::preview(body)
+        text
     };
     n.set_body(Some(&body));
     n.set_category(Some("im.received"));
+    if let Some(path) = crate::ui::avatar::picture_path(&key.peer) {
+        n.set_icon(&gio::FileIcon::new(&gio::File::for_path(path)));
+    }
     n.set_default_action_and_target_value(
         "app.open-conversation",
         Some(&key.to_target().to_variant()),

@@ -564,3 +564,87 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// XEP-0313 on a fresh device: the whole archive comes, newest first (more pages than
+/// one), with progress events, in the right order; the next start fetches only what is
+/// new.
+#[tokio::test]
+async fn a_fresh_device_fetches_the_whole_archive_newest_first() {
+    let p = server(&["demo", "friend", "zed"]);
+    let friend = device(&p, "friend", "natter").await;
+    let zed = device(&p, "zed", "natter").await;
+    // 600 from friend (more than two pages of 250), 20 from zed, demo offline.
+    let (mut friend, mut zed) = (friend, zed);
+    let mut last = 0;
+    for i in 0..600 {
+        last = friend
+            .handle
+            .send_message("demo@localhost", &format!("friend {i:03}"))
+            .await
+            .unwrap()
+            .id;
+    }
+    // Archived once the server acknowledged it (and so everything before it).
+    friend.acked(last, T).await.expect("archived");
+    for i in 0..20 {
+        last = zed
+            .handle
+            .send_message("demo@localhost", &format!("zed {i:02}"))
+            .await
+            .unwrap()
+            .id;
+    }
+    zed.acked(last, T).await.expect("archived");
+
+    let mut demo = device(&p, "demo", "laptop").await;
+    let done = demo
+        .wait_for(Duration::from_secs(60), |e| {
+            matches!(e, Event::HistorySync { done: true, .. })
+        })
+        .await
+        .expect("the sync ends");
+    assert!(
+        matches!(done, Event::HistorySync { stored: 620, .. }),
+        "{done:?}"
+    );
+    // Progress came page by page before the end.
+    let pages = demo
+        .seen
+        .iter()
+        .filter(|e| matches!(e, Event::HistorySync { done: false, .. }))
+        .count();
+    assert!(pages >= 3, "{pages} progress events");
+    let history = demo
+        .handle
+        .history("friend@localhost", None, 1000)
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = history.iter().rev().map(|m| m.body.as_str()).collect();
+    let expected: Vec<String> = (0..600).map(|i| format!("friend {i:03}")).collect();
+    assert_eq!(bodies, expected, "all of it, in order");
+    assert_eq!(
+        demo.handle
+            .history("zed@localhost", None, 100)
+            .await
+            .unwrap()
+            .len(),
+        20
+    );
+
+    // Closed and opened again: only the new message comes.
+    let mut demo = demo.restart().await.unwrap();
+    assert!(demo.online().await.is_some());
+    friend
+        .handle
+        .send_message("demo@localhost", "after the restart")
+        .await
+        .unwrap();
+    demo.received("after the restart", T).await.unwrap();
+    let history = demo
+        .handle
+        .history("friend@localhost", None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 601);
+    assert_eq!(history[0].body, "after the restart");
+}

@@ -41,6 +41,7 @@ impl ConvKey {
 pub struct ConvRow {
     pub key: ConvKey,
     pub name: String,
+    /// The last message on one line, as Pango markup (`format::preview_markup`).
     pub preview: String,
     pub last_activity: i64,
     pub unread: i64,
@@ -197,7 +198,7 @@ impl ConversationList {
             };
             w.avatar.set(&row.key.peer, &row.name, row.dot);
             w.name.set_label(&row.name);
-            w.preview.set_label(&row.preview);
+            w.preview.set_markup(&row.preview);
             w.time.set_label(&if row.last_activity > 0 {
                 format::list_time(row.last_activity, glib::real_time() / 1000)
             } else {

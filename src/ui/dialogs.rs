@@ -210,6 +210,12 @@ pub fn contact_details(
         .title(tr("Contact Details"))
         .build();
     let page = adw::PreferencesPage::new();
+    let picture = super::avatar::Avatar::new(96);
+    picture.set(jid, name, super::avatar::Dot::None);
+    picture.widget().set_halign(gtk::Align::Center);
+    let header = adw::PreferencesGroup::new();
+    header.add(picture.widget());
+    page.add(&header);
     let about = adw::PreferencesGroup::new();
     about.add(
         &adw::ActionRow::builder()

@@ -1,5 +1,9 @@
-//! Words and markup the UI shows: times, day separators, previews, links.
+//! Words and markup the UI shows: times, day separators, previews, links, and XEP-0245
+//! "/me" actions.
 
+use std::ops::Range;
+
+use natter_core::store::{Direction, Message};
 use relm4::gtk::glib;
 
 use crate::i18n::tr;
@@ -112,67 +116,166 @@ const SCHEMES: [&str; 4] = ["https://", "http://", "xmpp:", "mailto:"];
 /// links made clickable.
 pub fn body_markup(body: &str) -> String {
     let mut out = String::with_capacity(body.len() + 16);
-    let mut rest = body;
-    while !rest.is_empty() {
-        let next = SCHEMES
-            .iter()
-            .filter_map(|s| find_link_start(rest, s))
-            .min();
-        let Some(start) = next else {
-            out.push_str(&glib::markup_escape_text(rest));
-            break;
+    push_linked(&mut out, body, &links(body), 0);
+    out
+}
+
+/// Where the links in `text` are, as byte ranges in order; one pass over the text.
+pub(crate) fn links(text: &str) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut prev = None;
+    let mut after_link = 0;
+    for (i, c) in text.char_indices() {
+        let may_start = i >= after_link && prev.is_none_or(may_precede_link);
+        prev = Some(c);
+        if !may_start {
+            continue;
+        }
+        let Some(scheme) = SCHEMES.iter().find(|s| {
+            bytes
+                .get(i..i + s.len())
+                .is_some_and(|b| b.eq_ignore_ascii_case(s.as_bytes()))
+        }) else {
+            continue;
         };
-        out.push_str(&glib::markup_escape_text(&rest[..start]));
-        let tail = &rest[start..];
+        let tail = &text[i..];
         let mut end = tail.find(char::is_whitespace).unwrap_or(tail.len());
-        // Punctuation that ends a sentence is not part of the link.
-        while end > 0 {
-            let last = tail[..end].chars().next_back().unwrap_or(' ');
-            if matches!(
-                last,
-                '.' | ',' | ';' | ':' | '!' | '?' | ')' | '"' | '\'' | '>' | '”' | '’' | '»'
-            ) {
-                end -= last.len_utf8();
-            } else {
-                break;
-            }
+        while let Some(last) = tail[..end]
+            .chars()
+            .next_back()
+            .filter(|&c| ends_sentence(c))
+        {
+            end -= last.len_utf8();
         }
-        let link = &tail[..end];
-        let is_link = SCHEMES
-            .iter()
-            .any(|s| link.len() > s.len() && link.starts_with(s));
-        if is_link {
-            let escaped = glib::markup_escape_text(link);
-            out.push_str(&format!("<a href=\"{escaped}\">{escaped}</a>"));
+        // A scheme with nothing after it is text.
+        if end > scheme.len() {
+            found.push(i..i + end);
+            after_link = i + end;
+        }
+    }
+    found
+}
+
+/// A link starts a word, or follows an opening bracket or quote, or a XEP-0393 styling
+/// directive (`*https://natter.im*`).
+fn may_precede_link(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '(' | '<' | '"' | '\'' | '*' | '_' | '~' | '`')
+}
+
+/// Punctuation that ends a sentence, a bracket, a quote or a XEP-0393 span is not part of
+/// the link it follows (a `*` inside a link is).
+fn ends_sentence(c: char) -> bool {
+    ".,;:!?)\"'>”’»*_~`".contains(c)
+}
+
+/// Appends `text`, escaped, with its `links` (ranges of `text` offset by `base`, each
+/// inside `text` or outside it altogether) as clickable links.
+pub(crate) fn push_linked(out: &mut String, text: &str, links: &[Range<usize>], base: usize) {
+    let mut at = 0;
+    let first = links.partition_point(|l| l.start < base);
+    for link in &links[first..] {
+        let (start, end) = (link.start - base, link.end - base);
+        if end > text.len() {
+            break;
+        }
+        push_escaped(out, &text[at..start]);
+        out.push_str("<a href=\"");
+        push_escaped(out, &text[start..end]);
+        out.push_str("\">");
+        push_escaped(out, &text[start..end]);
+        out.push_str("</a>");
+        at = end;
+    }
+    push_escaped(out, &text[at..]);
+}
+
+/// Appends `text` escaped for markup, as `glib::markup_escape_text` does (control
+/// characters as references) but without a C string for every piece of a message.
+pub(crate) fn push_escaped(out: &mut String, text: &str) {
+    let mut at = 0;
+    for (i, c) in text.char_indices() {
+        let entity = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '"' => "&quot;",
+            '\'' => "&apos;",
+            // Not even a reference can carry NUL (nor can a C string).
+            '\u{0}' => "\u{fffd}",
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}') => "",
+            _ => continue,
+        };
+        out.push_str(&text[at..i]);
+        if entity.is_empty() {
+            out.push_str(&format!("&#x{:x};", u32::from(c)));
         } else {
-            out.push_str(&glib::markup_escape_text(link));
+            out.push_str(entity);
         }
-        if end == 0 {
-            // A scheme with nothing after it: take one character and move on.
-            let step = tail.chars().next().map_or(1, char::len_utf8);
-            out.push_str(&glib::markup_escape_text(&tail[end..step]));
-            rest = &tail[step..];
-        } else {
-            rest = &tail[end..];
-        }
+        at = i + c.len_utf8();
+    }
+    out.push_str(&text[at..]);
+}
+
+/// XEP-0245: what a message that starts with exactly "/me " says its sender does.
+pub fn me_action(body: &str) -> Option<&str> {
+    body.strip_prefix("/me ")
+}
+
+/// Who wrote `m`, in the words "/me" messages use: `peer_name` for the contact's, and the
+/// local part of our address for ours (we have no nickname of our own).
+pub fn sender_name(m: &Message, peer_name: &str) -> String {
+    match m.direction {
+        Direction::Incoming => peer_name.to_owned(),
+        Direction::Outgoing => m
+            .sender
+            .split(['@', '/'])
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+/// A message's text as the conversation list and notifications show it, on one line:
+/// "/me waves" from Anna is "* Anna waves".
+pub fn preview_text(sender: &str, body: &str) -> String {
+    match me_action(body) {
+        Some(action) => preview(&format!("* {sender} {action}")),
+        None => preview(body),
+    }
+}
+
+/// The conversation list's preview of `m` (Pango markup: a "/me" action in italics).
+pub fn preview_markup(m: &Message, peer_name: &str) -> String {
+    let text = preview_text(&sender_name(m, peer_name), &m.body);
+    let mut out = String::with_capacity(text.len() + 8);
+    let action = me_action(&m.body).is_some();
+    if action {
+        out.push_str("<i>");
+    }
+    push_escaped(&mut out, &text);
+    if action {
+        out.push_str("</i>");
     }
     out
 }
 
-/// Where a link with `scheme` starts in `text`: at the start or after a space or
-/// an opening bracket.
-fn find_link_start(text: &str, scheme: &str) -> Option<usize> {
-    let lower = text.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(i) = lower[from..].find(scheme) {
-        let at = from + i;
-        let before = text[..at].chars().next_back();
-        if before.is_none_or(|c| c.is_whitespace() || matches!(c, '(' | '<' | '"' | '\'')) {
-            return Some(at);
-        }
-        from = at + scheme.len();
-    }
-    None
+thread_local! {
+    static CHAT_PEER_NAME: std::cell::RefCell<String> = std::cell::RefCell::default();
+}
+
+/// The name of the contact whose chat is open, for its "/me" messages in the chat view
+/// (which shows one conversation at a time).
+pub fn set_chat_peer_name(name: &str) {
+    CHAT_PEER_NAME.with(|n| {
+        let mut n = n.borrow_mut();
+        n.clear();
+        n.push_str(name);
+    });
+}
+
+pub fn chat_peer_name() -> String {
+    CHAT_PEER_NAME.with(|n| n.borrow().clone())
 }
 
 #[cfg(test)]
@@ -208,6 +311,53 @@ mod tests {
             rest.replace_range(start..end, "");
         }
         assert!(!rest.contains('<') && !rest.contains('>'), "{m}");
+    }
+
+    #[test]
+    fn links_leave_closing_directives_and_punctuation_out() {
+        fn found(t: &str) -> Vec<&str> {
+            links(t).into_iter().map(|r| &t[r]).collect()
+        }
+        assert_eq!(found("*https://natter.im/a*b*"), ["https://natter.im/a*b"]);
+        assert_eq!(
+            found("`xmpp:a@b`, _mailto:c@d_."),
+            ["xmpp:a@b", "mailto:c@d"]
+        );
+        assert_eq!(
+            found("HTTPS://natter.im x:https://no"),
+            ["HTTPS://natter.im"]
+        );
+        assert!(found("https:// *https://* (https://)").is_empty());
+    }
+
+    #[test]
+    fn me_actions() {
+        assert_eq!(me_action("/me waves"), Some("waves"));
+        for not in [
+            "/mewaves",
+            " /me waves",
+            "/ME waves",
+            "/me",
+            "say /me waves",
+        ] {
+            assert_eq!(me_action(not), None, "{not:?}");
+        }
+        assert_eq!(
+            preview_text("Anna", "/me waves\nhello"),
+            "* Anna waves hello"
+        );
+        assert_eq!(preview_text("Anna", "/me\twaves"), "/me waves");
+    }
+
+    #[test]
+    fn escaping_is_glibs() {
+        let text = "a&b<c>d\"e'f\u{1}\u{b}\t\n\r\u{7f}\u{85}\u{9f}ü日z";
+        let mut out = String::new();
+        push_escaped(&mut out, text);
+        assert_eq!(out, glib::markup_escape_text(text).as_str());
+        out.clear();
+        push_escaped(&mut out, "a\u{0}b");
+        assert_eq!(out, "a\u{fffd}b");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The widgets of the main window, one file per part.
 
 pub mod avatar;
+pub mod blocking;
 pub mod colour;
 pub mod composer;
 pub mod conversations;
@@ -8,4 +9,5 @@ pub mod dialogs;
 pub mod format;
 pub mod search;
 pub mod signin;
+pub mod styling;
 pub mod timeline;

@@ -240,8 +240,7 @@ fn result_row(r: &SearchResult, now: i64) -> gtk::ListBoxRow {
         .build();
     column.append(&top);
     column.append(&snippet);
-    let row = gtk::ListBoxRow::builder().child(&column).build();
-    row
+    gtk::ListBoxRow::builder().child(&column).build()
 }
 
 #[cfg(test)]

@@ -88,6 +88,8 @@ struct List {
     pending: RefCell<VecDeque<Message>>,
     /// Follow new messages (the view is at the bottom).
     stick: Cell<bool>,
+    /// The scroll position last seen, to tell the user's moves from content growth.
+    last_value: Cell<f64>,
     /// The conversation's first frame has been painted: reaching the top now means the
     /// user wants older messages.
     settled: Cell<bool>,
@@ -291,6 +293,7 @@ impl Timeline {
             index: RefCell::default(),
             pending: RefCell::default(),
             stick: Cell::new(true),
+            last_value: Cell::new(0.0),
             settled: Cell::new(false),
             asked: Cell::new(false),
             newer_complete: Cell::new(true),
@@ -303,7 +306,12 @@ impl Timeline {
         let l = list.clone();
         root.vadjustment().connect_value_changed(move |a| {
             let bottom = a.value() + a.page_size() >= a.upper() - 4.0;
-            l.stick.set(bottom && l.newer_complete.get());
+            // Content growing under an unmoved view (a new row at the end) is not the
+            // user leaving the end: only a move (or reaching the end) decides.
+            let moved = (a.value() - l.last_value.replace(a.value())).abs() > 0.5;
+            if moved || bottom {
+                l.stick.set(bottom && l.newer_complete.get());
+            }
             // Within a screen of the top: fetch the next page before the user is there.
             if a.value() < a.page_size() {
                 l.need_older();
@@ -321,6 +329,23 @@ impl Timeline {
             if added > 0 && l.stick.get() {
                 if let (Some(view), Some(last)) = (v.upgrade(), store.n_items().checked_sub(1)) {
                     let _ = view.activate_action("list.scroll-to-item", Some(&last.to_variant()));
+                    // "scroll-to-item" places the row by its estimated height; once it
+                    // is laid out, the end is where the view must be (once, not chased).
+                    let l = l.clone();
+                    // Tick callbacks run before the frame's layout: the one after next
+                    // sees this row's real height.
+                    let first = Cell::new(true);
+                    view.add_tick_callback(move |view, _| {
+                        if first.replace(false) {
+                            return glib::ControlFlow::Continue;
+                        }
+                        if l.stick.get() {
+                            if let Some(adj) = view.vadjustment() {
+                                adj.set_value(adj.upper() - adj.page_size());
+                            }
+                        }
+                        glib::ControlFlow::Break
+                    });
                 }
             }
         });

@@ -29,6 +29,8 @@ use tokio_xmpp::xmlstream::{
     XmppStream, XmppStreamElement,
 };
 
+use crate::link::{Link, LinkControl};
+
 /// How to reach the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerAddress {
@@ -537,7 +539,8 @@ async fn connect_tcp(cfg: &ConnectConfig) -> Result<(TcpStream, bool), ConnectEr
 async fn open_tls_stream(
     cfg: &ConnectConfig,
     tls: Arc<ClientConfig>,
-) -> Result<(PendingFeaturesRecv<BufStream<TlsStream>>, ChannelBinding), ConnectError> {
+    link: &LinkControl,
+) -> Result<(PendingFeaturesRecv<Link<TlsStream>>, ChannelBinding), ConnectError> {
     let domain = cfg.jid.domain().as_str();
     let (tcp, direct) = connect_tcp(cfg).await?;
     let tcp = if direct {
@@ -586,7 +589,7 @@ async fn open_tls_stream(
     };
     let (tls_stream, binding) = tls_handshake(tcp, domain, tls).await?;
     let stream = initiate_stream(
-        BufStream::new(tls_stream),
+        link.wrap(tls_stream),
         ns::JABBER_CLIENT,
         header(domain),
         cfg.timeouts,
@@ -641,6 +644,14 @@ pub fn sasl_policy(
 
 /// One full attempt: an authenticated stream, ready for resource binding.
 pub async fn connect_once(cfg: &ConnectConfig) -> Result<Connection, ConnectError> {
+    connect_once_with(cfg, &LinkControl::default()).await
+}
+
+/// [`connect_once`], with the connection under `link`'s control.
+pub async fn connect_once_with(
+    cfg: &ConnectConfig,
+    link: &LinkControl,
+) -> Result<Connection, ConnectError> {
     let domain = cfg.jid.domain().as_str().to_owned();
     let username = cfg
         .jid
@@ -649,7 +660,7 @@ pub async fn connect_once(cfg: &ConnectConfig) -> Result<Connection, ConnectErro
         .as_str()
         .to_owned();
     let (tls, refused) = tls_config(cfg.extra_ca.as_ref(), cfg.pinned_cert.as_ref())?;
-    let (stream, binding) = match open_tls_stream(cfg, tls).await {
+    let (stream, binding) = match open_tls_stream(cfg, tls, link).await {
         Ok(opened) => opened,
         Err(ConnectError::Certificate(mut problem)) => {
             if let Some(der) = refused.lock().ok().and_then(|mut s| s.take()) {
@@ -732,11 +743,22 @@ pub fn stanza_stream(
     status: mpsc::UnboundedSender<ConnectorStatus>,
     queue_depth: usize,
 ) -> StanzaStream {
+    stanza_stream_with(cfg, status, queue_depth, LinkControl::default())
+}
+
+/// [`stanza_stream`], each connection under `link`'s control.
+pub fn stanza_stream_with(
+    cfg: ConnectConfig,
+    status: mpsc::UnboundedSender<ConnectorStatus>,
+    queue_depth: usize,
+    link: LinkControl,
+) -> StanzaStream {
     let cfg = Arc::new(cfg);
     let connector = Box::new(
         move |_preferred: Option<String>, slot: oneshot::Sender<Connection>| {
             let cfg = cfg.clone();
             let status = status.clone();
+            let link = link.clone();
             tokio::spawn(async move {
                 let mut attempt = 0u32;
                 loop {
@@ -744,7 +766,7 @@ pub fn stanza_stream(
                     // The session stopped listening (signed off): stop trying.
                     let outcome = tokio::select! {
                         _ = status.closed() => return park(slot).await,
-                        outcome = connect_once(&cfg) => outcome,
+                        outcome = connect_once_with(&cfg, &link) => outcome,
                     };
                     match outcome {
                         Ok(conn) => {

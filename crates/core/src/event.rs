@@ -56,8 +56,30 @@ pub enum Event {
         id: i64,
         state: MessageState,
     },
+    /// Fetching history from our archive (XEP-0313): `stored` new messages so far;
+    /// `done` once it is all here (or it stopped).
+    HistorySync {
+        stored: usize,
+        done: bool,
+    },
+    /// A contact's (or our own) avatar changed: the verified picture in the cache, or
+    /// `None` when it was removed (XEP-0084, XEP-0153).
+    Avatar {
+        jid: String,
+        path: Option<std::path::PathBuf>,
+    },
     /// A call rang, changed state or ended.
     Call(CallUpdate),
+    /// What an entity supports (XEP-0030 features), once known: a contact's resource
+    /// (from its XEP-0115 caps) or, with an empty `resource`, our server (`jid` = its
+    /// domain).
+    Features {
+        jid: String,
+        resource: String,
+        features: Vec<String>,
+    },
+    /// The JIDs we block (XEP-0191), after sign-in and after every change.
+    Blocklist(Vec<String>),
 }
 
 /// What happened to a call (`sid` is its XEP-0353/Jingle session id).

@@ -73,6 +73,11 @@ pub(crate) enum Command {
         limit: u32,
         reply: Reply<Vec<Message>>,
     },
+    FetchOlder {
+        peer: String,
+        limit: u32,
+        reply: Reply<usize>,
+    },
     HistoryAfter {
         peer: String,
         after: HistoryCursor,
@@ -99,6 +104,15 @@ pub(crate) enum Command {
     Disconnect {
         reply: Reply<()>,
     },
+    SetAvatar {
+        data: Vec<u8>,
+        mime: String,
+        reply: Reply<std::path::PathBuf>,
+    },
+    Avatar {
+        jid: String,
+        reply: Reply<Option<std::path::PathBuf>>,
+    },
     PlaceCall {
         to: String,
         video: bool,
@@ -112,6 +126,25 @@ pub(crate) enum Command {
     CallStats {
         sid: String,
         reply: Reply<Vec<crate::calls::ContentStats>>,
+    },
+    Features {
+        jid: String,
+        reply: Reply<Vec<String>>,
+    },
+    SetClientActive {
+        active: bool,
+    },
+    Block {
+        jid: String,
+        report_spam: bool,
+        reply: Reply<()>,
+    },
+    Unblock {
+        jid: String,
+        reply: Reply<()>,
+    },
+    Blocklist {
+        reply: Reply<Vec<String>>,
     },
 }
 
@@ -215,6 +248,40 @@ impl SessionHandle {
     /// Our reactions to message `id` are now exactly `emojis` (XEP-0444).
     pub async fn react(&self, id: i64, emojis: Vec<String>) -> Result<Message, SessionError> {
         self.ask(|reply| Command::React { id, emojis, reply }).await
+    }
+
+    /// What `jid` supports (XEP-0030 features): a contact's full JID (from its caps,
+    /// XEP-0115) or our server's domain. Empty while unknown.
+    pub async fn features(&self, jid: &str) -> Result<Vec<String>, SessionError> {
+        let jid = jid.to_owned();
+        self.ask(|reply| Command::Features { jid, reply }).await
+    }
+
+    /// Whether anyone is looking at us (XEP-0352): while not, the server may hold back
+    /// presence updates. Kept across reconnections.
+    pub fn set_client_active(&self, active: bool) {
+        let _ = self.commands.try_send(Command::SetClientActive { active });
+    }
+
+    /// Blocks `jid` (XEP-0191), reporting it as spam (XEP-0377) when `report_spam`.
+    pub async fn block(&self, jid: &str, report_spam: bool) -> Result<(), SessionError> {
+        let jid = jid.to_owned();
+        self.ask(|reply| Command::Block {
+            jid,
+            report_spam,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn unblock(&self, jid: &str) -> Result<(), SessionError> {
+        let jid = jid.to_owned();
+        self.ask(|reply| Command::Unblock { jid, reply }).await
+    }
+
+    /// The JIDs we block, as the server last said.
+    pub async fn blocklist(&self) -> Result<Vec<String>, SessionError> {
+        self.ask(|reply| Command::Blocklist { reply }).await
     }
 
     /// Tells `peer` what we are doing in the chat (XEP-0085); sent only while online.
@@ -332,6 +399,15 @@ impl SessionHandle {
         .await
     }
 
+    /// Fetches up to `limit` messages with `peer` older than the stored ones from our
+    /// archive (XEP-0313), while a fresh account's history is still coming; returns how
+    /// many were stored (0 when everything is here already).
+    pub async fn fetch_older(&self, peer: &str, limit: u32) -> Result<usize, SessionError> {
+        let peer = peer.to_owned();
+        self.ask(|reply| Command::FetchOlder { peer, limit, reply })
+            .await
+    }
+
     /// Up to `limit` messages with `peer` newer than `after`, oldest first.
     pub async fn history_after(
         &self,
@@ -406,6 +482,25 @@ impl SessionHandle {
     ) -> Result<Vec<crate::calls::ContentStats>, SessionError> {
         let sid = sid.to_owned();
         self.ask(|reply| Command::CallStats { sid, reply }).await
+    }
+
+    /// Publishes our avatar (XEP-0084): `data` is the picture in `mime` (PNG, JPEG, WebP
+    /// or GIF, at most 1 MiB). Returns the cached file; an [`Event::Avatar`](crate::Event)
+    /// follows.
+    pub async fn set_avatar(
+        &self,
+        data: Vec<u8>,
+        mime: &str,
+    ) -> Result<std::path::PathBuf, SessionError> {
+        let mime = mime.to_owned();
+        self.ask(|reply| Command::SetAvatar { data, mime, reply })
+            .await
+    }
+
+    /// The cached avatar of `jid` (a bare JID, or ours), if we know one.
+    pub async fn avatar(&self, jid: &str) -> Result<Option<std::path::PathBuf>, SessionError> {
+        let jid = jid.to_owned();
+        self.ask(|reply| Command::Avatar { jid, reply }).await
     }
 
     /// Closes the stream cleanly and ends the session.

@@ -3,11 +3,17 @@
 //! [`SessionHandle`] and listens to [`AccountEvent`]s.
 
 mod apply;
+mod avatars;
+mod blocking;
 pub mod calls;
 pub mod chat;
 pub mod connection;
+mod csi;
+pub mod disco;
 mod event;
 mod handle;
+pub mod keepalive;
+pub mod link;
 mod mam_sync;
 mod mds;
 mod presence;
@@ -20,6 +26,7 @@ pub use event::{
     AccountEvent, Availability, CallUpdate, ChatState, ConnectionState, Event, ResourcePresence,
 };
 pub use handle::{CallAction, SessionHandle, SubscriptionAction};
+pub use keepalive::Keepalive;
 pub use natter_store as store;
 pub use secrets::PasswordStore;
 pub use session::{start, SessionConfig};

@@ -1,6 +1,8 @@
 //! XEP-0313 Message Archive Management: catch up on our own archive after every fresh
 //! stream, from the last archive id we know, page by page until the server says complete.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use natter_store::{Placement, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio_xmpp::parsers::jid::BareJid;
@@ -38,113 +40,284 @@ async fn catch_up(
     internal: &mpsc::UnboundedSender<Internal>,
     events: &mpsc::UnboundedSender<AccountEvent>,
 ) -> Result<usize, SessionError> {
+    let progress = Progress {
+        account_id,
+        events,
+        stored: AtomicUsize::new(0),
+    };
+    let result = sync(store, account_id, jid, internal, events, &progress).await;
+    progress.send(true);
+    result.map(|()| progress.stored.load(Ordering::Relaxed))
+}
+
+/// Counts what a sync stored and tells the UI.
+struct Progress<'a> {
+    account_id: i64,
+    events: &'a mpsc::UnboundedSender<AccountEvent>,
+    stored: AtomicUsize,
+}
+
+impl Progress<'_> {
+    fn add(&self, n: usize) {
+        self.stored.fetch_add(n, Ordering::Relaxed);
+        self.send(false);
+    }
+
+    fn send(&self, done: bool) {
+        let _ = self.events.send(AccountEvent {
+            account_id: self.account_id,
+            event: Event::HistorySync {
+                stored: self.stored.load(Ordering::Relaxed),
+                done,
+            },
+        });
+    }
+}
+
+async fn sync(
+    store: &Store,
+    account_id: i64,
+    jid: &BareJid,
+    internal: &mpsc::UnboundedSender<Internal>,
+    events: &mpsc::UnboundedSender<AccountEvent>,
+    progress: &Progress<'_>,
+) -> Result<(), SessionError> {
     // None: never synced. Some(""): synced while the archive was empty, so everything
     // in it now is new. Some(id): everything up to `id` is here.
     let mut after = store.archive_cursor(account_id).await?;
-    let mut stored = 0;
-    loop {
-        let fresh = after.is_none();
-        let set = SetQuery {
-            max: Some(PAGE),
-            // A fresh account starts from the newest page; older pages load on demand.
-            before: if fresh { Some(String::new()) } else { None },
-            after: after.clone().filter(|a| !a.is_empty()),
-            index: None,
-        };
-        let (fin, results) = match query(internal, set).await {
-            Err(SessionError::Refused(c)) if !fresh && c.contains("ItemNotFound") => {
+    if after.is_none() {
+        // A fresh account: the whole archive, newest first, so that every recent
+        // conversation shows at once and older history follows.
+        return backfill(store, account_id, jid, internal, events, progress, None).await;
+    }
+    let forward = |after: Option<String>| SetQuery {
+        max: Some(PAGE),
+        before: None,
+        after: after.filter(|a| !a.is_empty()),
+        index: None,
+    };
+    let mut next = Some(spawn_query(internal, forward(after.clone())));
+    while let Some(pending) = next.take() {
+        let (fin, results) = match pending.await.map_err(|_| SessionError::Stopped)? {
+            Err(SessionError::Refused(c)) if c.contains("ItemNotFound") => {
                 // Our cursor fell out of the archive (expired): start over from the newest.
-                after = None;
-                continue;
+                tracing::info!("archive cursor expired: fetching the archive again");
+                return backfill(store, account_id, jid, internal, events, progress, None).await;
             }
             other => other?,
         };
-        let mut batch = Vec::with_capacity(results.len());
-        let mut actions = Vec::new();
-        let now = chrono::Utc::now().timestamp_millis();
-        for r in results {
-            let stamp = r
-                .forwarded
-                .delay
-                .as_ref()
-                .map(|d| d.stamp.0.timestamp_millis())
-                .unwrap_or(now);
-            match chat::classify(
-                &r.forwarded.message,
-                account_id,
-                jid,
-                now,
-                chat::Path::Archive,
-                Some((r.id, stamp)),
-            ) {
-                Ok(mut inbound) => {
-                    if let Some(mut m) = inbound.message.take() {
-                        // Forward catch-up brings what came after everything we hold;
-                        // the newest page of a fresh account is older history.
-                        m.placement = if fresh {
-                            Placement::Backfill
-                        } else {
-                            Placement::Append
-                        };
-                        batch.push(m);
-                    }
-                    if inbound.action.is_some() {
-                        actions.push(inbound);
-                    }
-                }
-                Err(e) => tracing::trace!(?e, "archive result not taken"),
+        // The server prepares the next page while this one is stored.
+        if !fin.complete {
+            if let Some(last) = &fin.set.last {
+                next = Some(spawn_query(internal, forward(Some(last.clone()))));
             }
         }
-        tracing::debug!(
-            ?after,
-            fresh,
-            results = batch.len(),
-            first = ?batch.first().and_then(|m| m.origin_id.clone()),
-            complete = fin.complete,
-            "archive page"
-        );
-        let new = if fresh {
-            store.insert_messages(batch).await?
-        } else {
-            store
-                .insert_archive_page(account_id, after.clone(), batch)
-                .await?
-        };
-        stored += new.len();
-        for m in new {
-            let _ = events.send(AccountEvent {
-                account_id,
-                event: Event::Message(m),
-            });
-        }
-        // Corrections, retractions, reactions and markers, after the messages they
-        // may name (archive order).
-        for inbound in &actions {
-            for event in apply::apply(store, account_id, jid, inbound).await {
-                let _ = events.send(AccountEvent { account_id, event });
-            }
-        }
-        match fin.set.last {
-            Some(last) => {
-                store.set_archive_cursor(account_id, last.clone()).await?;
-                after = Some(last);
-            }
-            None => {
-                if fresh {
-                    store.set_archive_cursor(account_id, String::new()).await?;
-                }
-                break;
-            }
-        }
-        if fresh || fin.complete {
-            break;
+        let page = take_page(account_id, jid, results, Placement::Append);
+        let new = store
+            .insert_archive_page(account_id, after.clone(), page.messages)
+            .await?;
+        emit(store, account_id, jid, events, new, &page.actions, progress).await;
+        if let Some(last) = fin.set.last {
+            store.set_archive_cursor(account_id, last.clone()).await?;
+            after = Some(last);
         }
     }
-    Ok(stored)
+    // A backfill that was interrupted goes on.
+    if let Some(before) = store.archive_backfill(account_id).await? {
+        backfill(
+            store,
+            account_id,
+            jid,
+            internal,
+            events,
+            progress,
+            Some(before),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Fetches the archive backwards from `before` (the newest end when `None`) to its
+/// start. The first page of a fresh sync sets the forward catch-up point; the page
+/// boundary is kept so that a later connection goes on where this one stopped.
+async fn backfill(
+    store: &Store,
+    account_id: i64,
+    jid: &BareJid,
+    internal: &mpsc::UnboundedSender<Internal>,
+    events: &mpsc::UnboundedSender<AccountEvent>,
+    progress: &Progress<'_>,
+    mut before: Option<String>,
+) -> Result<(), SessionError> {
+    let backward = |before: Option<String>| SetQuery {
+        max: Some(PAGE),
+        before: Some(before.unwrap_or_default()),
+        after: None,
+        index: None,
+    };
+    let mut next = Some(spawn_query(internal, backward(before.clone())));
+    while let Some(pending) = next.take() {
+        let (fin, results) = pending.await.map_err(|_| SessionError::Stopped)??;
+        let older = fin.set.first.clone().filter(|_| !fin.complete);
+        // The server prepares the next page while this one is stored.
+        if let Some(first) = &older {
+            next = Some(spawn_query(internal, backward(Some(first.item.clone()))));
+        }
+        if before.is_none() {
+            // Everything after the newest page is new: forward catch-ups start there.
+            let newest = fin.set.last.clone().unwrap_or_default();
+            store.set_archive_cursor(account_id, newest).await?;
+        }
+        let page = take_page(account_id, jid, results, Placement::Backfill);
+        let new = store.insert_backfill_page(page.messages).await?;
+        emit(store, account_id, jid, events, new, &page.actions, progress).await;
+        before = older.map(|f| f.item);
+        // Where to go on if this connection ends now; `None` once all of it is here.
+        store
+            .set_archive_backfill(account_id, before.clone())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Older messages of one conversation from the archive, for a user scrolling past
+/// what is stored while the backfill has not reached them yet. Returns how many new
+/// messages were stored.
+pub(crate) async fn fetch_older(
+    store: &Store,
+    account_id: i64,
+    jid: &BareJid,
+    internal: &mpsc::UnboundedSender<Internal>,
+    events: &mpsc::UnboundedSender<AccountEvent>,
+    peer: &str,
+    limit: usize,
+) -> Result<usize, SessionError> {
+    if store.archive_backfill(account_id).await?.is_none() {
+        // The whole archive is here already.
+        return Ok(0);
+    }
+    let Some(conversation) = store.find_conversation(account_id, peer.to_owned()).await? else {
+        return Ok(0);
+    };
+    let Some(before) = store.oldest_archived(conversation).await? else {
+        return Ok(0);
+    };
+    let with: tokio_xmpp::parsers::jid::Jid = peer
+        .parse()
+        .map_err(|_| SessionError::Refused(format!("not an address: {peer}")))?;
+    let set = SetQuery {
+        max: Some(limit),
+        before: Some(before),
+        after: None,
+        index: None,
+    };
+    let (_, results) = query(internal, Some(with), set).await?;
+    let page = take_page(account_id, jid, results, Placement::Backfill);
+    let new = store.insert_backfill_page(page.messages).await?;
+    let n = new.len();
+    let progress = Progress {
+        account_id,
+        events,
+        stored: AtomicUsize::new(0),
+    };
+    emit(
+        store,
+        account_id,
+        jid,
+        events,
+        new,
+        &page.actions,
+        &progress,
+    )
+    .await;
+    Ok(n)
+}
+
+/// One archive page, read: messages to store, and actions on stored messages.
+struct Page {
+    messages: Vec<natter_store::NewMessage>,
+    actions: Vec<chat::Inbound>,
+}
+
+fn take_page(
+    account_id: i64,
+    jid: &BareJid,
+    results: Vec<tokio_xmpp::parsers::mam::Result_>,
+    placement: Placement,
+) -> Page {
+    let mut messages = Vec::with_capacity(results.len());
+    let mut actions = Vec::new();
+    let now = chrono::Utc::now().timestamp_millis();
+    for r in results {
+        let stamp = r
+            .forwarded
+            .delay
+            .as_ref()
+            .map(|d| d.stamp.0.timestamp_millis())
+            .unwrap_or(now);
+        match chat::classify(
+            &r.forwarded.message,
+            account_id,
+            jid,
+            now,
+            chat::Path::Archive,
+            Some((r.id, stamp)),
+        ) {
+            Ok(mut inbound) => {
+                if let Some(mut m) = inbound.message.take() {
+                    m.placement = placement;
+                    messages.push(m);
+                }
+                if inbound.action.is_some() {
+                    actions.push(inbound);
+                }
+            }
+            Err(e) => tracing::trace!(?e, "archive result not taken"),
+        }
+    }
+    tracing::debug!(?placement, results = messages.len(), "archive page");
+    Page { messages, actions }
+}
+
+/// Announces stored messages, then applies corrections, retractions, reactions and
+/// markers (after the messages they may name, in archive order).
+async fn emit(
+    store: &Store,
+    account_id: i64,
+    jid: &BareJid,
+    events: &mpsc::UnboundedSender<AccountEvent>,
+    new: Vec<natter_store::Message>,
+    actions: &[chat::Inbound],
+    progress: &Progress<'_>,
+) {
+    let n = new.len();
+    for m in new {
+        let _ = events.send(AccountEvent {
+            account_id,
+            event: Event::Message(m),
+        });
+    }
+    for inbound in actions {
+        for event in apply::apply(store, account_id, jid, inbound).await {
+            let _ = events.send(AccountEvent { account_id, event });
+        }
+    }
+    progress.add(n);
+}
+
+/// Sends a query of our whole archive now and lets its answer be awaited later.
+fn spawn_query(
+    internal: &mpsc::UnboundedSender<Internal>,
+    set: SetQuery,
+) -> tokio::task::JoinHandle<Result<(Fin, Vec<tokio_xmpp::parsers::mam::Result_>), SessionError>> {
+    let internal = internal.clone();
+    tokio::spawn(async move { query(&internal, None, set).await })
 }
 
 async fn query(
     internal: &mpsc::UnboundedSender<Internal>,
+    with: Option<tokio_xmpp::parsers::jid::Jid>,
     set: SetQuery,
 ) -> Result<(Fin, Vec<tokio_xmpp::parsers::mam::Result_>), SessionError> {
     let query_id = chat::new_origin_id();
@@ -158,7 +331,7 @@ async fn query(
     let q = Query {
         queryid: Some(QueryId(query_id.clone())),
         node: None,
-        form: None,
+        form: with.map(with_form),
         set: Some(set),
         flip_page: false,
     };
@@ -181,4 +354,14 @@ async fn query(
         results.push(r);
     }
     Ok((fin, results))
+}
+
+/// The XEP-0313 query form asking only for the conversation with `with`.
+fn with_form(with: tokio_xmpp::parsers::jid::Jid) -> tokio_xmpp::parsers::data_forms::DataForm {
+    use tokio_xmpp::parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
+    DataForm::new(
+        DataFormType::Submit,
+        tokio_xmpp::parsers::ns::MAM,
+        vec![Field::new("with", FieldType::JidSingle).with_value(&with.to_string())],
+    )
 }

@@ -27,6 +27,8 @@ pub fn own_presence(
                 Availability::DoNotDisturb => Some(Show::Dnd),
             };
             p.priority = Priority(priority);
+            // XEP-0115 §4: every available presence says what we support.
+            p.payloads.push(crate::disco::own_caps().into());
             p
         }
     };

@@ -8,7 +8,7 @@ use futures::{FutureExt, StreamExt};
 use natter_store::{Account, Direction, MessageState, NewMessage, OutboxEntry, Placement, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio_xmpp::minidom::Element;
-use tokio_xmpp::parsers::disco::{DiscoInfoQuery, DiscoInfoResult, Identity};
+use tokio_xmpp::parsers::disco::DiscoInfoQuery;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
 use tokio_xmpp::parsers::message::Message;
@@ -26,8 +26,10 @@ use crate::calls::{self, CallSettings, Calls};
 use crate::connection::{self, Backoff, ConnectConfig, ConnectorStatus, ServerAddress};
 use crate::event::{AccountEvent, Availability, CallUpdate, ConnectionState, Event};
 use crate::handle::{CallAction, Command, SessionHandle, SubscriptionAction};
+use crate::keepalive::{self, Due, Keepalive};
+use crate::link::LinkControl;
 use crate::presence::{own_presence, PresenceTable};
-use crate::{apply, chat, mam_sync, mds, roster, SessionError};
+use crate::{apply, blocking, chat, csi, disco, mam_sync, mds, roster, SessionError};
 
 /// How long we wait for an IQ answer.
 pub(crate) const IQ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,6 +41,10 @@ pub struct SessionConfig {
     pub password: String,
     pub backoff: Backoff,
     pub calls: CallSettings,
+    /// Where verified avatars are cached, by SHA-1 (`$XDG_CACHE_HOME/natter/avatars`).
+    pub avatar_cache: std::path::PathBuf,
+    /// When to ping the server and how long to wait (XEP-0199).
+    pub keepalive: Keepalive,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -88,6 +94,8 @@ pub(crate) enum Internal {
     ),
     /// Time to ask for fresh STUN/TURN credentials (stream generation it was set on).
     RefreshIceServers(u64),
+    /// Our avatar changed: presence goes out again so XEP-0153 contacts learn it.
+    AvatarPublished,
 }
 
 #[derive(Debug)]
@@ -132,7 +140,8 @@ pub fn start(
         timeouts: Timeouts::default(),
     };
     let (status_tx, status_rx) = mpsc::unbounded_channel();
-    let stream = connection::stanza_stream(connect.clone(), status_tx, 256);
+    let link = LinkControl::default();
+    let stream = connection::stanza_stream_with(connect.clone(), status_tx, 256, link.clone());
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
     let (manager, call_events) = natter_jingle::CallManager::new(natter_jingle::CallConfig {
@@ -140,6 +149,16 @@ pub fn start(
         // Filled in at the first call (calls::capabilities).
         caps: natter_jingle::Capabilities { h264: false },
     });
+    let avatars = crate::avatars::Avatars::new(
+        account.id,
+        jid.clone(),
+        config.avatar_cache.clone(),
+        store.clone(),
+        events.clone(),
+        internal_tx.clone(),
+    );
+    let (store_for_disco, events_for_services, internal_for_services) =
+        (store.clone(), events.clone(), internal_tx.clone());
     let session = Session {
         account_id: account.id,
         jid: jid.clone(),
@@ -170,6 +189,19 @@ pub fn start(
             media: HashMap::new(),
         },
         call_events,
+        avatars,
+        discovery: disco::Discovery::new(
+            account.id,
+            jid.clone(),
+            store_for_disco,
+            events_for_services.clone(),
+            internal_for_services.clone(),
+        ),
+        blocking: blocking::Blocking::new(account.id, events_for_services, internal_for_services),
+        link,
+        watch: keepalive::Watch::new(config.keepalive),
+        csi_offered: false,
+        client_active: true,
     };
     tokio::spawn(session.run());
     Ok(SessionHandle {
@@ -212,6 +244,17 @@ struct Session {
     roster: HashMap<String, String>,
     calls: Calls,
     call_events: mpsc::UnboundedReceiver<natter_jingle::CallEvent>,
+    avatars: crate::avatars::Avatars,
+    discovery: disco::Discovery,
+    blocking: blocking::Blocking,
+    /// The current connection, to cut it when the keep-alive gets no answer and to send
+    /// CSI nonzas.
+    link: LinkControl,
+    watch: keepalive::Watch,
+    /// The server offers XEP-0352 on this stream.
+    csi_offered: bool,
+    /// What the UI last said (XEP-0352); a new stream starts active.
+    client_active: bool,
 }
 
 fn now_ms() -> i64 {
@@ -244,6 +287,10 @@ impl Session {
             }
             Err(e) => tracing::error!(error = %e, "cannot read the roster"),
         }
+        self.avatars.load().await;
+        self.discovery.load().await;
+        let mut keepalive_tick = tokio::time::interval(self.watch.period());
+        keepalive_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while let Some(stream) = self.stream.as_mut() {
             if let Some(ev) = self.backlog.pop_front() {
                 if !self.on_stream_item(ev).await {
@@ -270,6 +317,7 @@ impl Session {
                 Some(status) = self.status.recv() => self.on_connector_status(status),
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal).await,
                 Some(ev) = self.call_events.recv() => self.on_call_event(ev).await,
+                _ = keepalive_tick.tick() => self.on_keepalive_tick().await,
             }
         }
         // Keep answering commands from the store after the stream is gone (final error).
@@ -286,6 +334,7 @@ impl Session {
 
     /// Handles one item of the stream; `false` when the stream has ended.
     async fn on_stream_item(&mut self, ev: Option<StreamEventOuter>) -> bool {
+        self.watch.heard();
         match ev {
             Some(StreamEventOuter::Stream(ev)) => self.on_stream_event(ev).await,
             Some(StreamEventOuter::Stanza(stanza)) => self.on_stanza(stanza).await,
@@ -330,6 +379,7 @@ impl Session {
 
     fn set_offline(&mut self) {
         self.online = false;
+        self.discovery.reset();
         for (jid, resource) in self.presences.clear() {
             self.emit(Event::Presence {
                 jid,
@@ -374,6 +424,7 @@ impl Session {
                 self.negotiating = false;
                 self.online = true;
                 self.sm_enabled = features.stream_management.is_some();
+                self.csi_offered = csi::offered(&features);
                 // A fresh stream: answers to earlier IQs will never come.
                 for (_, pending) in self.pending_iqs.drain() {
                     let _ = pending.reply.send(Err(SessionError::NotConnected));
@@ -400,6 +451,12 @@ impl Session {
                     self.request_external_services().await;
                 }
                 self.request_roster().await;
+                self.discovery.discover_server();
+                self.blocking.fetch();
+                // XEP-0352: a new stream starts active.
+                if !self.client_active {
+                    self.send_client_state();
+                }
                 // XEP-0280: copies of what our other devices send and receive. Before the
                 // archive catch-up, so that nothing falls between the two.
                 let carbons = self
@@ -428,6 +485,7 @@ impl Session {
                 tracing::info!("stream resumed");
                 self.negotiating = false;
                 self.online = true;
+                self.send_client_state();
                 self.emit(Event::Connection(ConnectionState::Online {
                     jid: self.jid.to_string(),
                     resumed: true,
@@ -461,10 +519,11 @@ impl Session {
         }
         let (status_tx, status_rx) = mpsc::unbounded_channel();
         self.status = status_rx;
-        self.stream = Some(connection::stanza_stream(
+        self.stream = Some(connection::stanza_stream_with(
             self.connect.clone(),
             status_tx,
             256,
+            self.link.clone(),
         ));
     }
 
@@ -545,6 +604,27 @@ impl Session {
             }
             Iq::Set {
                 from, id, payload, ..
+            } if blocking::is_push(&payload) => {
+                // XEP-0191 §3.3: pushes come from our own account; anyone else lies.
+                if !roster::push_allowed(from.as_ref(), &self.jid) {
+                    tracing::warn!(?from, "refusing a blocking push from a foreign sender");
+                    let error =
+                        StanzaError::new(ErrorType::Cancel, DefinedCondition::NotAllowed, "en", "");
+                    self.send(Stanza::Iq(Iq::Error {
+                        from: None,
+                        to: from,
+                        id,
+                        error,
+                        payload: None,
+                    }))
+                    .await;
+                    return;
+                }
+                self.blocking.on_push(payload);
+                self.reply_empty(from, id).await;
+            }
+            Iq::Set {
+                from, id, payload, ..
             } if payload.is("jingle", natter_protocol::ns::JINGLE) => {
                 self.on_jingle_iq(from, id, payload).await
             }
@@ -555,34 +635,7 @@ impl Session {
                 from, id, payload, ..
             } if payload.is("query", ns::DISCO_INFO) => {
                 let node = DiscoInfoQuery::try_from(payload).ok().and_then(|q| q.node);
-                let info = DiscoInfoResult {
-                    node,
-                    identities: vec![Identity::new("client", "pc", "en", "Natter")],
-                    features: [
-                        ns::DISCO_INFO,
-                        ns::PING,
-                        ns::SID,
-                        natter_protocol::ns::JINGLE,
-                        natter_protocol::ns::JINGLE_RTP,
-                        natter_protocol::ns::JINGLE_RTP_AUDIO,
-                        natter_protocol::ns::JINGLE_RTP_VIDEO,
-                        natter_protocol::ns::JINGLE_ICE_UDP,
-                        natter_protocol::ns::JINGLE_DTLS,
-                        natter_protocol::ns::JMI,
-                        "urn:xmpp:mds:displayed:0+notify",
-                    ]
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-                    extensions: vec![],
-                };
-                self.send(Stanza::Iq(Iq::Result {
-                    from: None,
-                    to: from,
-                    id,
-                    payload: Some(info.into()),
-                }))
-                .await;
+                self.answer_disco_info(from, id, node).await;
             }
             Iq::Get { from, id, .. } | Iq::Set { from, id, .. } => {
                 let error = StanzaError::new(
@@ -600,6 +653,58 @@ impl Session {
                 }))
                 .await;
             }
+        }
+    }
+
+    /// XEP-0030 about us: our features, for no node or our XEP-0115 `node#ver`.
+    async fn answer_disco_info(&mut self, to: Option<Jid>, id: String, node: Option<String>) {
+        let iq = if disco::is_own_node(node.as_deref()) {
+            Iq::Result {
+                from: None,
+                to,
+                id,
+                payload: Some(disco::own_info(node).into()),
+            }
+        } else {
+            let error =
+                StanzaError::new(ErrorType::Cancel, DefinedCondition::ItemNotFound, "en", "");
+            Iq::Error {
+                from: None,
+                to,
+                id,
+                error,
+                payload: None,
+            }
+        };
+        self.send(Stanza::Iq(iq)).await;
+    }
+
+    /// XEP-0199 keep-alive: ping the server after a silence; cut a connection whose
+    /// ping went unanswered (tokio-xmpp then reconnects and resumes).
+    async fn on_keepalive_tick(&mut self) {
+        match self.watch.tick(self.online) {
+            Due::Nothing => {}
+            Due::Ping => {
+                let server = Jid::from(BareJid::from_parts(None, self.jid.domain()));
+                let ping = tokio_xmpp::parsers::ping::Ping;
+                // Any answer (or anything else arriving) counts: see `on_stream_item`.
+                drop(
+                    self.send_iq(Some(server), IqPayloadKind::Get(ping.into()))
+                        .await,
+                );
+            }
+            Due::Dead => {
+                tracing::warn!("no answer to a keep-alive ping: the connection is dead");
+                self.link.cut();
+            }
+        }
+    }
+
+    /// XEP-0352: tells the server our current state, if it listens.
+    fn send_client_state(&self) {
+        if self.csi_offered && self.online {
+            tracing::debug!(active = self.client_active, "client state");
+            self.link.send_nonza(csi::nonza(self.client_active));
         }
     }
 
@@ -771,6 +876,9 @@ impl Session {
             }
             return;
         }
+        if self.avatars.on_event(from, event, &self.roster) {
+            return;
+        }
         tracing::trace!(?from, "pubsub event for no node we follow");
     }
 
@@ -919,6 +1027,7 @@ impl Session {
             return;
         };
         let bare = from.to_bare().to_string();
+        self.avatars.on_presence(&p, &self.roster);
         match p.type_ {
             PresenceType::Subscribe if from.to_bare() != self.jid => {
                 self.emit(Event::SubscriptionRequest { from: bare });
@@ -935,10 +1044,39 @@ impl Session {
             }
             _ => {}
         }
+        self.discovery.on_presence(&p);
     }
 
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
+            Command::Features { jid, reply } => {
+                let _ = reply.send(Ok(self.discovery.features(&jid)));
+            }
+            Command::SetClientActive { active } => {
+                if active != self.client_active {
+                    self.client_active = active;
+                    self.send_client_state();
+                }
+            }
+            Command::Block {
+                jid,
+                report_spam,
+                reply,
+            } => {
+                let blocking = self.blocking.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(blocking.block(&jid, report_spam).await);
+                });
+            }
+            Command::Unblock { jid, reply } => {
+                let blocking = self.blocking.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(blocking.unblock(&jid).await);
+                });
+            }
+            Command::Blocklist { reply } => {
+                let _ = reply.send(Ok(self.blocking.jids()));
+            }
             Command::PlaceCall { to, video, reply } => {
                 let result = match BareJid::new(&to) {
                     Ok(jid) if !self.online => {
@@ -1119,6 +1257,24 @@ impl Session {
                     let _ = reply.send(result.map_err(Into::into));
                 });
             }
+            Command::FetchOlder { peer, limit, reply } => {
+                let (store, account_id, jid) =
+                    (self.store.clone(), self.account_id, self.jid.clone());
+                let (internal, events) = (self.internal_tx.clone(), self.events.clone());
+                tokio::spawn(async move {
+                    let result = mam_sync::fetch_older(
+                        &store,
+                        account_id,
+                        &jid,
+                        &internal,
+                        &events,
+                        &peer,
+                        limit as usize,
+                    )
+                    .await;
+                    let _ = reply.send(result);
+                });
+            }
             Command::HistoryAfter {
                 peer,
                 after,
@@ -1212,6 +1368,15 @@ impl Session {
                     Err(e) => Err(e.into()),
                 };
                 let _ = reply.send(result);
+            }
+            Command::SetAvatar { data, mime, reply } => {
+                let avatars = self.avatars.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(avatars.publish(data, mime).await);
+                });
+            }
+            Command::Avatar { jid, reply } => {
+                let _ = reply.send(Ok(self.avatars.path(&jid)));
             }
             Command::Disconnect { reply } => {
                 // Handled in the loop; here only after the stream is gone.
@@ -1355,6 +1520,9 @@ impl Session {
                     .iter()
                     .map(|c| (c.jid.clone(), c.subscription.clone()))
                     .collect();
+                // The roster of this sign-in: ask for the avatars we do not know.
+                self.avatars
+                    .on_signed_in(self.roster.keys().cloned().collect());
                 self.emit(Event::Roster(contacts));
             }
             Internal::Sent(id, generation) => {
@@ -1426,6 +1594,12 @@ impl Session {
                         tokio::time::sleep(left).await;
                         let _ = internal.send(Internal::RefreshIceServers(generation));
                     });
+                }
+            }
+            Internal::AvatarPublished => {
+                if self.online {
+                    let presence = self.own_presence.clone();
+                    self.send(Stanza::Presence(presence)).await;
                 }
             }
             Internal::RefreshIceServers(generation) => {

@@ -20,6 +20,7 @@ pub mod jmi;
 pub mod mds;
 pub mod ns;
 pub mod reply;
+pub mod reporting;
 pub mod retract;
 
 #[cfg(test)]

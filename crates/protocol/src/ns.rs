@@ -52,3 +52,7 @@ pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 pub const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 /// XEP-0004: Data Forms.
 pub const DATA_FORMS: &str = "jabber:x:data";
+/// XEP-0191: Blocking Command.
+pub const BLOCKING: &str = "urn:xmpp:blocking";
+/// XEP-0377: Blocking Command Reports.
+pub const REPORTING: &str = "urn:xmpp:reporting:1";

@@ -1,5 +1,6 @@
 //! The queries. Everything here runs on the store thread.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -690,6 +691,42 @@ impl Db {
         Ok(out)
     }
 
+    /// Stores a page of older history (oldest first) fetched backwards from our archive:
+    /// each message sorts before everything already stored in its conversation, which
+    /// came later in the archive. (Server stamps have one-second resolution: by stamp
+    /// alone, a page and the one after it would interleave.)
+    pub fn insert_backfill_page(&mut self, msgs: &[NewMessage]) -> Result<Vec<Message>> {
+        let tx = self.conn.transaction()?;
+        let mut ceiling: HashMap<(i64, String), Option<i64>> = HashMap::new();
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in msgs.iter().rev() {
+            let slot = (m.account_id, m.peer.clone());
+            let below = match ceiling.get(&slot) {
+                Some(c) => *c,
+                None => {
+                    let conversation_id = Self::conversation_id(&tx, m.account_id, &m.peer)?;
+                    tx.prepare_cached(
+                        "SELECT min(sort_key) FROM message WHERE conversation_id = ?1",
+                    )?
+                    .query_row([conversation_id], |r| r.get(0))?
+                }
+            };
+            let key = below.map_or(m.timestamp, |c| m.timestamp.min(c.saturating_sub(1)));
+            match Self::insert_one(&tx, m, Some(key))? {
+                Some(stored) => {
+                    ceiling.insert(slot, Some(stored.sort_key));
+                    out.push(stored);
+                }
+                None => {
+                    ceiling.insert(slot, below);
+                }
+            }
+        }
+        tx.commit()?;
+        out.reverse();
+        Ok(out)
+    }
+
     /// Stores messages received live, in one transaction, and moves the account's archive
     /// cursor to the last stored one that carries our archive's id.
     pub fn insert_live(&mut self, account_id: i64, msgs: &[NewMessage]) -> Result<Vec<Message>> {
@@ -830,6 +867,42 @@ impl Db {
             )
             .optional()?
             .flatten())
+    }
+
+    /// Where fetching the archive backwards goes on (see migration 5); `None` when the
+    /// whole archive is here.
+    pub fn archive_backfill(&mut self, account_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT archive_backfill FROM account WHERE id = ?1",
+                [account_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    pub fn set_archive_backfill(&mut self, account_id: i64, before: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE account SET archive_backfill = ?2 WHERE id = ?1",
+            params![account_id, before],
+        )?;
+        Ok(())
+    }
+
+    /// The archive id of a conversation's oldest archived message (where fetching its
+    /// older history from the server starts).
+    pub fn oldest_archived(&mut self, conversation_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT stanza_id FROM message WHERE conversation_id = ?1
+                   AND stanza_id IS NOT NULL ORDER BY sort_key ASC, id ASC LIMIT 1",
+                [conversation_id],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     pub fn set_archive_cursor(&mut self, account_id: i64, id: &str) -> Result<()> {

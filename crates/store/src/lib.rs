@@ -4,6 +4,8 @@
 //! talk to it through [`Store`], whose methods are `async` and never block the caller's
 //! thread. Schema changes are numbered migrations (see [`schema`]).
 
+mod avatars;
+mod caps;
 mod db;
 mod edits;
 mod schema;
@@ -265,6 +267,32 @@ impl Store {
         self.call(move |db| db.message_count(account_id)).await
     }
 
+    /// Stores a page of older history fetched backwards from our archive (oldest
+    /// first): it sorts before everything stored in its conversations.
+    pub async fn insert_backfill_page(&self, msgs: Vec<NewMessage>) -> Result<Vec<Message>> {
+        self.call(move |db| db.insert_backfill_page(&msgs)).await
+    }
+
+    /// Where fetching the archive backwards goes on; `None` when all of it is here.
+    pub async fn archive_backfill(&self, account_id: i64) -> Result<Option<String>> {
+        self.call(move |db| db.archive_backfill(account_id)).await
+    }
+
+    pub async fn set_archive_backfill(
+        &self,
+        account_id: i64,
+        before: Option<String>,
+    ) -> Result<()> {
+        self.call(move |db| db.set_archive_backfill(account_id, before.as_deref()))
+            .await
+    }
+
+    /// The archive id of a conversation's oldest archived message.
+    pub async fn oldest_archived(&self, conversation_id: i64) -> Result<Option<String>> {
+        self.call(move |db| db.oldest_archived(conversation_id))
+            .await
+    }
+
     /// The last archive id seen for this account's own archive (MAM catch-up point).
     pub async fn archive_cursor(&self, account_id: i64) -> Result<Option<String>> {
         self.call(move |db| db.archive_cursor(account_id)).await
@@ -341,6 +369,32 @@ impl Store {
 
     pub async fn mark_read(&self, conversation_id: i64) -> Result<()> {
         self.call(move |db| db.mark_read(conversation_id)).await
+    }
+
+    /// Every known avatar of an account: (bare JID, SHA-1 hex).
+    pub async fn avatars(&self, account_id: i64) -> Result<Vec<(String, String)>> {
+        self.call(move |db| db.avatars(account_id)).await
+    }
+
+    /// Records `jid`'s avatar (XEP-0084 / XEP-0153 SHA-1 hex); `None` removes it.
+    pub async fn set_avatar(
+        &self,
+        account_id: i64,
+        jid: String,
+        hash: Option<String>,
+    ) -> Result<()> {
+        self.call(move |db| db.set_avatar(account_id, &jid, hash.as_deref()))
+            .await
+    }
+
+    /// The XEP-0115 caps cache: every `ver` with its features.
+    pub async fn caps(&self) -> Result<Vec<(String, Vec<String>)>> {
+        self.call(|db| db.caps()).await
+    }
+
+    /// Caches a verified caps `ver` with its features.
+    pub async fn add_caps(&self, ver: String, features: Vec<String>) -> Result<()> {
+        self.call(move |db| db.add_caps(&ver, &features)).await
     }
 }
 

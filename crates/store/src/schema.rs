@@ -90,6 +90,29 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO message_fts(rowid, body) VALUES (new.id, new.body);
     END;
     "#,
+    // 4: whose avatar is which picture (XEP-0084 / XEP-0153): the SHA-1 (lowercase hex)
+    // names the verified file in the avatar cache.
+    r#"
+    CREATE TABLE avatar (
+        account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+        jid        TEXT NOT NULL,
+        hash       TEXT NOT NULL,
+        PRIMARY KEY (account_id, jid)
+    ) WITHOUT ROWID;
+    "#,
+    // 5: a fresh account fetches its whole archive newest first: the archive id before
+    // which it goes on after an interruption (NULL: nothing left to fetch).
+    r#"
+    ALTER TABLE account ADD COLUMN archive_backfill TEXT;
+    "#,
+    // 6: what each XEP-0115 caps `ver` stands for (verified disco#info features, one per
+    // line), shared by all accounts: a `ver` is a hash of its features.
+    r#"
+    CREATE TABLE caps (
+        ver      TEXT PRIMARY KEY,
+        features TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -63,6 +63,22 @@ end
 module:hook("pre-iq/full", log_candidates, 100);
 "#;
 
+/// A Prosody module on every test server: logs the XEP-0377 reports that come with
+/// XEP-0191 block requests (Prosody's mod_blocklist takes the block and ignores them),
+/// so tests can check what was reported.
+const REPORT_LOGGER: &str = r#"-- written by natter-testkit
+module:hook("iq-set/self/urn:xmpp:blocking:block", function(event)
+  local origin, stanza = event.origin, event.stanza;
+  for item in stanza.tags[1]:childtags("item") do
+    local report = item:get_child("report", "urn:xmpp:reporting:1");
+    if report then
+      module:log("info", "natter-report from=%s jid=%s reason=%s",
+        origin.full_jid or "?", item.attr.jid or "?", report.attr.reason or "?");
+    end
+  end
+end, 100);
+"#;
+
 fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -225,16 +241,16 @@ impl Prosody {
         let d = self.dir.path().display();
         // With TURN: mod_turn_external (on every VirtualHost, answering XEP-0215 IQs to
         // the bare domain) and the candidate logger.
+        let plugins = self.dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins)?;
+        std::fs::write(plugins.join("mod_natter_reports.lua"), REPORT_LOGGER)?;
         let (turn_modules, turn_options) = match &self.turn {
             Some(t) => {
-                let plugins = self.dir.path().join("plugins");
-                std::fs::create_dir_all(&plugins)?;
                 std::fs::write(plugins.join("mod_natter_candidates.lua"), CANDIDATE_LOGGER)?;
                 (
                     "  \"turn_external\", \"natter_candidates\",\n",
                     format!(
-                        r#"plugin_paths = {{ "{d}/plugins" }}
-turn_external_secret = "{secret}"
+                        r#"turn_external_secret = "{secret}"
 turn_external_host = "127.0.0.1"
 turn_external_port = {port}
 "#,
@@ -248,6 +264,7 @@ turn_external_port = {port}
         let config = format!(
             r#"-- written by natter-testkit
 data_path = "{d}/data"
+plugin_paths = {{ "{d}/plugins" }}
 log = {{ info = "{d}/prosody.log" }}
 interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {c2s} }}
@@ -269,7 +286,7 @@ pidfile = "{d}/prosody.pid"
 modules_enabled = {{
   "roster", "saslauth", "tls", "disco", "carbons", "pep", "blocklist", "vcard4",
   "vcard_legacy", "private", "bookmarks", "mam", "smacks", "csi_simple", "ping",
-  "version", "time", "uptime", "posix",
+  "version", "time", "uptime", "posix", "natter_reports",
 {turn_modules}}}
 {turn_options}-- As in ../shared/bench: offline messages live only in the archive (MAM), so clients
 -- catch up through XEP-0313 rather than through a flood at login.
@@ -412,6 +429,7 @@ pub struct Peer {
     account: Account,
     password: String,
     calls: natter_core::calls::CallSettings,
+    keepalive: natter_core::Keepalive,
     dir: tempfile::TempDir,
 }
 
@@ -454,6 +472,16 @@ impl Peer {
         Self::start_in(tempfile::tempdir()?, account, password, calls).await
     }
 
+    /// Starts a session that pings the server as `keepalive` says (XEP-0199).
+    pub async fn start_with_keepalive(
+        account: Account,
+        password: &str,
+        keepalive: natter_core::Keepalive,
+    ) -> io::Result<Peer> {
+        let dir = tempfile::tempdir()?;
+        Self::start_in_with(dir, account, password, test_call_settings(440.0), keepalive).await
+    }
+
     /// Quits (signing off if it can) and starts again on the same store file, as when
     /// the app is closed and opened again.
     pub async fn restart(self) -> io::Result<Peer> {
@@ -463,9 +491,10 @@ impl Peer {
             account,
             password,
             calls,
+            keepalive,
             ..
         } = self;
-        Self::start_in(dir, account, &password, calls).await
+        Self::start_in_with(dir, account, &password, calls, keepalive).await
     }
 
     async fn start_in(
@@ -473,6 +502,16 @@ impl Peer {
         account: Account,
         password: &str,
         calls: natter_core::calls::CallSettings,
+    ) -> io::Result<Peer> {
+        Self::start_in_with(dir, account, password, calls, Default::default()).await
+    }
+
+    async fn start_in_with(
+        dir: tempfile::TempDir,
+        account: Account,
+        password: &str,
+        calls: natter_core::calls::CallSettings,
+        keepalive: natter_core::Keepalive,
     ) -> io::Result<Peer> {
         let store = natter_core::store::Store::open(dir.path().join("natter.db"))
             .await
@@ -491,6 +530,8 @@ impl Peer {
                 max: Duration::from_secs(2),
             },
             calls: calls.clone(),
+            avatar_cache: dir.path().join("avatars"),
+            keepalive,
         };
         let handle = natter_core::start(config, store.clone(), tx).map_err(io::Error::other)?;
         Ok(Peer {
@@ -501,6 +542,7 @@ impl Peer {
             account,
             password: password.to_owned(),
             calls,
+            keepalive,
             dir,
         })
     }

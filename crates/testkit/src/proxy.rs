@@ -1,5 +1,6 @@
 //! A loopback TCP relay in front of the server, so a test can cut live connections the
-//! way a flaky network does (both directions closed at once, server unaware).
+//! way a flaky network does (both directions closed at once, server unaware), or
+//! freeze them the way a dead path does (nothing passes, nobody is told).
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 pub struct Relay {
     pub port: u16,
     cut: watch::Sender<u64>,
+    freeze: watch::Sender<u64>,
     accepted: Arc<Mutex<u64>>,
 }
 
@@ -20,6 +22,7 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let (cut, cut_rx) = watch::channel(0u64);
+        let (freeze, freeze_rx) = watch::channel(0u64);
         let accepted = Arc::new(Mutex::new(0u64));
         let counter = accepted.clone();
         tokio::spawn(async move {
@@ -29,14 +32,21 @@ impl Relay {
                 }
                 let mut cut_rx = cut_rx.clone();
                 let generation = *cut_rx.borrow_and_update();
+                let mut freeze_rx = freeze_rx.clone();
+                let frozen_at = *freeze_rx.borrow_and_update();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
                     };
                     let (mut c, mut s) = (client, server);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut c, &mut s) => {}
-                        _ = cut_rx.wait_for(|g| *g != generation) => {}
+                    let frozen = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut c, &mut s) => false,
+                        _ = cut_rx.wait_for(|g| *g != generation) => false,
+                        r = freeze_rx.wait_for(|g| *g != frozen_at) => r.is_ok(),
+                    };
+                    if frozen {
+                        // Open but silent until cut or the relay goes away.
+                        let _ = cut_rx.wait_for(|g| *g != generation).await.is_ok();
                     }
                     // Dropping both ends resets them.
                 });
@@ -45,6 +55,7 @@ impl Relay {
         Ok(Relay {
             port,
             cut,
+            freeze,
             accepted,
         })
     }
@@ -52,6 +63,12 @@ impl Relay {
     /// Closes every connection open now; new ones are accepted again.
     pub fn cut(&self) {
         self.cut.send_modify(|g| *g += 1);
+    }
+
+    /// Stops relaying on every connection open now, keeping them open (a dead path:
+    /// neither end learns of it); new connections are relayed again.
+    pub fn freeze(&self) {
+        self.freeze.send_modify(|g| *g += 1);
     }
 
     /// Connections accepted so far.

@@ -19,7 +19,7 @@ use relm4::gtk::subclass::prelude::*;
 
 use super::{MessageAction, MsgRow};
 use crate::i18n::tr;
-use crate::ui::format;
+use crate::ui::{format, styling};
 
 /// Messages up to this long fit a phone-width bubble on one line.
 const SHORT_CHARS: usize = 32;
@@ -259,17 +259,28 @@ impl MessageRow {
             p.bubble.remove_css_class("natter-highlight");
         }
         p.own.set(outgoing && !m.retracted);
+        let me = format::me_action(&m.body).filter(|_| !m.retracted);
+        let sender = me.map(|_| format::sender_name(m, &format::chat_peer_name()));
         // Short one-line messages need no wrapping, and an unwrapped label is laid out
         // once instead of at several widths.
+        let chars = m.body.chars().count() + sender.as_ref().map_or(0, |s| s.chars().count());
         p.body
-            .set_wrap(m.body.chars().count() > SHORT_CHARS || m.body.contains('\n'));
+            .set_wrap(chars > SHORT_CHARS || m.body.contains('\n'));
         if m.retracted {
             p.body.set_markup(&format!(
                 "<i>{}</i>",
                 glib::markup_escape_text(&tr("This message was deleted"))
             ));
+        } else if let (Some(action), Some(sender)) = (me, sender) {
+            // XEP-0245: "/me waves" from Anna reads "* Anna waves".
+            let mut markup = String::from("<i>* ");
+            format::push_escaped(&mut markup, &sender);
+            markup.push(' ');
+            markup.push_str(&styling::markup(action));
+            markup.push_str("</i>");
+            p.body.set_markup(&markup);
         } else {
-            p.body.set_markup(&format::body_markup(&m.body));
+            p.body.set_markup(&styling::markup(&m.body));
         }
         match &m.quote {
             Some(q) if m.reply_to.is_some() => {

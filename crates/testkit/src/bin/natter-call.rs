@@ -162,6 +162,8 @@ async fn run(o: Options) -> Result<bool, String> {
             password: o.password.clone(),
             backoff: Default::default(),
             calls: settings(&o),
+            avatar_cache: dir.path().join("avatars"),
+            keepalive: Default::default(),
         },
         store,
         tx,
