@@ -9,23 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use natter_core::connection::{stanza_stream, ConnectConfig, ServerAddress};
 use natter_core::Event;
-use natter_testkit::{befriend, init_tracing, Peer, Prosody};
+use natter_testkit::{befriend, Peer, Prosody};
 use relm4::gtk::gdk_pixbuf::{Colorspace, Pixbuf};
 use sha1::{Digest, Sha1};
-use tokio_xmpp::stanzastream::{StanzaStage, StanzaStream};
+use tokio_xmpp::stanzastream::StanzaStream;
+
+mod common;
+
+use common::{raw, send_raw, server};
 
 const T: Duration = Duration::from_secs(20);
-
-fn server(users: &[&str]) -> Prosody {
-    init_tracing();
-    let p = Prosody::start().expect("prosody starts");
-    for u in users {
-        p.register(u, &format!("{u}-pw")).expect("register");
-    }
-    p
-}
 
 async fn device(p: &Prosody, user: &str) -> Peer {
     let mut peer = Peer::start(p.account(user), &format!("{user}-pw"))
@@ -69,8 +63,7 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// What `natter_core::avatars` logs on this thread (the sessions of a `#[tokio::test]`
-/// run on it), to see which pictures were fetched.
+/// What `natter_core::avatars` logs, to see which pictures were fetched.
 #[derive(Clone, Default)]
 struct Log(Arc<Mutex<Vec<u8>>>);
 
@@ -85,16 +78,31 @@ impl Write for Log {
 }
 
 impl Log {
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let log = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "natter_core::avatars=debug",
-            ))
-            .with_ansi(false)
-            .with_writer(move || log.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+    /// What `natter_core::avatars` logs from now on, from any thread, while the caller
+    /// holds the turn: the log is this test binary's global subscriber (a scoped one
+    /// misses what the sessions log from other threads), so the tests take turns.
+    async fn capture() -> (Log, tokio::sync::MutexGuard<'static, ()>) {
+        static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        static LOG: std::sync::OnceLock<Log> = std::sync::OnceLock::new();
+        let turn = TURN.lock().await;
+        let log = LOG
+            .get_or_init(|| {
+                let log = Log::default();
+                let writer = log.clone();
+                let subscriber = tracing_subscriber::fmt()
+                    .with_env_filter(tracing_subscriber::EnvFilter::new(
+                        "natter_core::avatars=debug",
+                    ))
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .finish();
+                // Before the harness's own (init_tracing then finds one set).
+                let _ = tracing::subscriber::set_global_default(subscriber);
+                log
+            })
+            .clone();
+        log.0.lock().unwrap().clear();
+        (log, turn)
     }
 
     fn lines(&self, words: &[&str]) -> Vec<String> {
@@ -115,8 +123,7 @@ fn avatar_of<'a>(e: &'a Event, who: &str) -> Option<&'a Option<std::path::PathBu
 
 #[tokio::test]
 async fn avatar_is_published_received_cached_and_not_fetched_again() {
-    let log = Log::default();
-    let _guard = log.capture();
+    let (log, _turn) = Log::capture().await;
     let p = server(&["demo", "friend"]);
     let mut demo = device(&p, "demo").await;
     let mut friend = device(&p, "friend").await;
@@ -208,43 +215,6 @@ async fn avatar_is_published_received_cached_and_not_fetched_again() {
     assert!(friend.store.avatars(account).await.unwrap().is_empty());
 }
 
-/// A raw stream for `user`, signed in, for sending what no honest client sends.
-async fn raw(p: &Prosody, user: &str) -> StanzaStream {
-    let (status, _status_rx) = tokio::sync::mpsc::unbounded_channel();
-    let cfg = ConnectConfig {
-        jid: format!("{user}@localhost").parse().unwrap(),
-        resource: "raw".into(),
-        password: format!("{user}-pw"),
-        server: ServerAddress::Manual {
-            host: "127.0.0.1".into(),
-            port: p.c2s_port,
-            direct_tls: false,
-        },
-        extra_ca: Some(p.ca_path()),
-        pinned_cert: None,
-        backoff: Default::default(),
-        timeouts: Default::default(),
-    };
-    let mut s = stanza_stream(cfg, status, 16);
-    loop {
-        match tokio::time::timeout(T, s.next()).await {
-            Ok(Some(tokio_xmpp::stanzastream::Event::Stream(
-                tokio_xmpp::stanzastream::StreamEvent::Reset { .. },
-            ))) => break,
-            Ok(Some(_)) => continue,
-            other => panic!("{user} could not sign in: {other:?}"),
-        }
-    }
-    s
-}
-
-async fn send_raw(s: &mut StanzaStream, xml: &str) {
-    let el: tokio_xmpp::minidom::Element = xml.parse().expect("test XML parses");
-    let stanza = tokio_xmpp::Stanza::try_from(el).expect("a stanza");
-    let mut token = s.send(Box::new(stanza)).await;
-    token.wait_for(StanzaStage::Acked).await;
-}
-
 /// Sends an IQ and waits for its result (panics on an error answer).
 async fn iq_raw(s: &mut StanzaStream, xml: &str, id: &str) {
     send_raw(s, xml).await;
@@ -286,8 +256,7 @@ fn metadata(id: &str, bytes: usize) -> String {
 
 #[tokio::test]
 async fn forged_and_oversized_avatars_are_not_stored() {
-    let log = Log::default();
-    let _guard = log.capture();
+    let (log, _turn) = Log::capture().await;
     let p = server(&["friend", "mallory"]);
     let mut friend = device(&p, "friend").await;
     // mallory is in friend's roster (without presence subscription), so only the
@@ -391,8 +360,8 @@ async fn forged_and_oversized_avatars_are_not_stored() {
         ),
     )
     .await;
-    let mut friend = friend.restart().await.expect("friend restarts");
-    assert!(friend.online().await.is_some());
+    // The directed presence reaches this session only: its check must be seen before
+    // the restart below (which then shows that nothing was kept).
     let deadline = tokio::time::Instant::now() + T;
     while log
         .lines(&["avatar dropped", &claimed_id, "SHA-1"])
@@ -407,6 +376,8 @@ async fn forged_and_oversized_avatars_are_not_stored() {
         "mismatch seen: {:?}",
         log.lines(&["mallory"])
     );
+    let mut friend = friend.restart().await.expect("friend restarts");
+    assert!(friend.online().await.is_some());
     assert!(friend
         .wait_for(Duration::from_secs(2), |e| avatar_of(
             e,

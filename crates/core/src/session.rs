@@ -183,6 +183,7 @@ pub fn start(
         last_pushed: None,
         backlog: VecDeque::new(),
         roster: HashMap::new(),
+        early_pushes: None,
         calls: Calls {
             manager,
             settings: config.calls.clone(),
@@ -242,6 +243,9 @@ struct Session {
     backlog: VecDeque<Option<StreamEventOuter>>,
     /// Roster subscriptions by bare JID, to know who is a contact.
     roster: HashMap<String, String>,
+    /// Roster pushes that came before this stream's roster result was stored: applied
+    /// after it, or the (older) result would overwrite them.
+    early_pushes: Option<Vec<Element>>,
     calls: Calls,
     call_events: mpsc::UnboundedReceiver<natter_jingle::CallEvent>,
     avatars: crate::avatars::Avatars,
@@ -450,6 +454,7 @@ impl Session {
                 if self.calls.settings.external_services {
                     self.request_external_services().await;
                 }
+                self.early_pushes = Some(Vec::new());
                 self.request_roster().await;
                 self.discovery.discover_server();
                 self.blocking.fetch();
@@ -599,7 +604,10 @@ impl Session {
                     tracing::warn!(?from, "ignoring a roster push from a foreign sender");
                     return;
                 }
-                self.on_roster_push(payload).await;
+                match &mut self.early_pushes {
+                    Some(early) => early.push(payload),
+                    None => self.on_roster_push(payload).await,
+                }
                 self.reply_empty(from, id).await;
             }
             Iq::Set {
@@ -762,8 +770,9 @@ impl Session {
                 // Empty result: our cached version is current (RFC 6121 §2.6.3).
                 Ok(Ok(Ok(None))) => store.roster(account_id).await,
                 other => {
+                    // The stored roster stands (and held-back pushes go on).
                     tracing::warn!(?other, "roster request failed");
-                    return;
+                    store.roster(account_id).await
                 }
             };
             if let Ok(contacts) = contacts {
@@ -1520,10 +1529,13 @@ impl Session {
                     .iter()
                     .map(|c| (c.jid.clone(), c.subscription.clone()))
                     .collect();
+                self.emit(Event::Roster(contacts));
+                for push in self.early_pushes.take().unwrap_or_default() {
+                    self.on_roster_push(push).await;
+                }
                 // The roster of this sign-in: ask for the avatars we do not know.
                 self.avatars
                     .on_signed_in(self.roster.keys().cloned().collect());
-                self.emit(Event::Roster(contacts));
             }
             Internal::Sent(id, generation) => {
                 if generation == self.generation && self.in_flight.contains_key(&id) {
