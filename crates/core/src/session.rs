@@ -179,6 +179,7 @@ pub fn start(
         own_presence: own_presence(Some(Availability::Available), None, 0),
         waiting: BTreeMap::new(),
         in_flight: HashMap::new(),
+        recent_acked: VecDeque::new(),
         generation: 0,
         last_pushed: None,
         backlog: VecDeque::new(),
@@ -235,6 +236,9 @@ struct Session {
     waiting: BTreeMap<i64, OutboxEntry>,
     /// Handed to the stream, not yet acknowledged by the server.
     in_flight: HashMap<i64, OutboxEntry>,
+    /// (origin-id, message id) of the last messages the server acknowledged: a bounce
+    /// (a block, an unknown recipient) can come after the acknowledgement.
+    recent_acked: VecDeque<(String, i64)>,
     /// Counts fresh (not resumed) streams; delivery reports from older ones are stale.
     generation: u64,
     /// The outbox entry handed to the stream last (the next waits until it is written).
@@ -1005,6 +1009,12 @@ impl Session {
             .chain(self.waiting.values())
             .filter(|e| e.origin_id == id)
             .map(|e| e.message_id)
+            .chain(
+                self.recent_acked
+                    .iter()
+                    .filter(|(origin, _)| *origin == id)
+                    .map(|(_, message_id)| *message_id),
+            )
             .collect();
         for message_id in failed {
             let _ = self.internal_tx.send(Internal::Failed(
@@ -1545,8 +1555,16 @@ impl Session {
             }
             Internal::Acked(id) => {
                 // The server has it, whichever stream carried it.
-                self.in_flight.remove(&id);
-                self.waiting.remove(&id);
+                let entry = self
+                    .in_flight
+                    .remove(&id)
+                    .or_else(|| self.waiting.remove(&id));
+                if let Some(entry) = entry {
+                    if self.recent_acked.len() >= 256 {
+                        self.recent_acked.pop_front();
+                    }
+                    self.recent_acked.push_back((entry.origin_id, id));
+                }
                 self.set_state(id, MessageState::Acked).await;
             }
             Internal::Lost(id, generation) => {

@@ -749,13 +749,15 @@ impl Db {
 
     /// Moves a message to `state`; `false` when nothing changed. A message the
     /// recipient already has (delivered, read) never goes back to sent or acknowledged:
-    /// receipts can overtake the server's acknowledgement.
+    /// receipts can overtake the server's acknowledgement; nor does one that bounced
+    /// (failed): the bounce can overtake it too. A retry resets the state itself.
     pub fn set_message_state(&mut self, id: i64, state: MessageState) -> Result<bool> {
         let changed = self
             .conn
             .prepare_cached(
                 "UPDATE message SET state = ?2 WHERE id = ?1 AND state != ?2
-                   AND NOT (state IN (5, 6) AND ?2 IN (1, 2))",
+                   AND NOT (state IN (5, 6) AND ?2 IN (1, 2))
+                   AND NOT (state = 3 AND ?2 IN (1, 2))",
             )?
             .execute(params![id, state as i64])?;
         Ok(changed > 0)
