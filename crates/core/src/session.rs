@@ -1261,21 +1261,9 @@ impl Session {
                 before,
                 limit,
                 reply,
-            } => {
-                let store = self.store.clone();
-                let account_id = self.account_id;
-                // Reads do not hold up the session loop.
-                tokio::spawn(async move {
-                    let result = async {
-                        match store.find_conversation(account_id, peer).await? {
-                            Some(id) => store.history(id, before, limit).await,
-                            None => Ok(Vec::new()),
-                        }
-                    }
-                    .await;
-                    let _ = reply.send(result.map_err(Into::into));
-                });
-            }
+            } => self.read_history(peer, reply, move |store, id| async move {
+                store.history(id, before, limit).await
+            }),
             Command::FetchOlder { peer, limit, reply } => {
                 let (store, account_id, jid) =
                     (self.store.clone(), self.account_id, self.jid.clone());
@@ -1299,50 +1287,27 @@ impl Session {
                 after,
                 limit,
                 reply,
-            } => {
-                let store = self.store.clone();
-                let account_id = self.account_id;
-                tokio::spawn(async move {
-                    let result = async {
-                        match store.find_conversation(account_id, peer).await? {
-                            Some(id) => store.history_after(id, after, limit).await,
-                            None => Ok(Vec::new()),
-                        }
-                    }
-                    .await;
-                    let _ = reply.send(result.map_err(Into::into));
-                });
-            }
+            } => self.read_history(peer, reply, move |store, id| async move {
+                store.history_after(id, after, limit).await
+            }),
             Command::HistoryAround {
                 peer,
                 message,
                 limit,
                 reply,
-            } => {
-                let store = self.store.clone();
-                let account_id = self.account_id;
-                tokio::spawn(async move {
-                    let result = async {
-                        let Some(conversation) = store.find_conversation(account_id, peer).await?
-                        else {
-                            return Ok(Vec::new());
-                        };
-                        // Message ids are global: only one of this conversation is shown.
-                        let target = match store.message(message).await? {
-                            Some(m) if m.conversation_id == conversation => m,
-                            _ => return Ok(Vec::new()),
-                        };
-                        let at = natter_store::HistoryCursor::from(&target);
-                        let mut page = store.history(conversation, Some(at), limit).await?;
-                        page.reverse();
-                        page.push(target);
-                        page.extend(store.history_after(conversation, at, limit).await?);
-                        Ok::<_, natter_store::StoreError>(page)
-                    }
-                    .await;
-                    let _ = reply.send(result.map_err(Into::into));
-                });
-            }
+            } => self.read_history(peer, reply, move |store, conversation| async move {
+                // Message ids are global: only one of this conversation is shown.
+                let target = match store.message(message).await? {
+                    Some(m) if m.conversation_id == conversation => m,
+                    _ => return Ok(Vec::new()),
+                };
+                let at = natter_store::HistoryCursor::from(&target);
+                let mut page = store.history(conversation, Some(at), limit).await?;
+                page.reverse();
+                page.push(target);
+                page.extend(store.history_after(conversation, at, limit).await?);
+                Ok(page)
+            }),
             Command::MarkRead { peer, reply } => {
                 let result = async {
                     match self
@@ -1982,6 +1947,29 @@ impl Session {
                 None,
             )
             .await;
+    }
+
+    /// Answers a read of `peer`'s history off the session loop: `read` gets the store
+    /// and the conversation's id (no conversation yet: no messages).
+    fn read_history<F, Fut>(
+        &self,
+        peer: String,
+        reply: crate::handle::Reply<Vec<natter_store::Message>>,
+        read: F,
+    ) where
+        F: FnOnce(Store, i64) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = natter_store::Result<Vec<natter_store::Message>>> + Send,
+    {
+        let store = self.store.clone();
+        let account_id = self.account_id;
+        tokio::spawn(async move {
+            let result = match store.find_conversation(account_id, peer).await {
+                Ok(Some(id)) => read(store, id).await,
+                Ok(None) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(result.map_err(Into::into));
+        });
     }
 
     /// Tells our other devices how far this chat is read (XEP-0490), by the id our
