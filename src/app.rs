@@ -169,6 +169,8 @@ pub struct App {
     /// of messages a second, and each change re-sorts the list and rebinds the rows
     /// between its old and new place. They are applied together, ten times a second.
     pending_rows: HashMap<ConvKey, PendingRow>,
+    /// The newest message to ring for, per conversation, of a catch-up still running.
+    caught_up: HashMap<ConvKey, Message>,
     flush_scheduled: bool,
     /// What the sessions were told about us looking (XEP-0352).
     client_active: bool,
@@ -278,10 +280,23 @@ pub enum Command {
 /// What messages not applied to the conversation list yet change in one row.
 #[derive(Debug, Default)]
 struct PendingRow {
-    /// The newest message's preview and time.
-    latest: Option<(String, i64)>,
+    /// The newest message.
+    latest: Option<Message>,
     /// Incoming messages not seen.
     unread: i64,
+    /// The newest message rings (a notification) when the row is updated.
+    ring: bool,
+}
+
+/// When a stored message may ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ring {
+    /// Live: with the next list update.
+    Now,
+    /// Came while we were offline: once the catch-up is done, one per conversation.
+    AfterSync,
+    /// Older history: never.
+    Never,
 }
 
 pub struct Widgets {
@@ -736,6 +751,9 @@ impl App {
                 }
             }
             Event::HistorySync { stored, done } => {
+                if done {
+                    self.ring_caught_up(account_id, w);
+                }
                 if done || stored == 0 {
                     w.sync_banner.set_reveal_child(false);
                 } else {
@@ -825,6 +843,9 @@ impl App {
                     self.refresh_header_of(account_id, &m.peer, w);
                 }
                 self.on_message(account_id, m, w, sender)
+            }
+            Event::ArchivePage { messages, news } => {
+                self.on_archive_page(account_id, messages, news, w, sender)
             }
             Event::MessageState { id, state } => w.timeline.set_state(id, state),
             Event::MessageChanged(m) => {
@@ -1008,6 +1029,7 @@ impl App {
         }
     }
 
+    /// A message stored live (received, carbon, or sent from here).
     fn on_message(
         &mut self,
         account_id: i64,
@@ -1020,23 +1042,7 @@ impl App {
             peer: m.peer.clone(),
         };
         let open = self.current.as_ref() == Some(&key);
-        let seen = open && Self::chat_visible(w);
         let incoming = m.direction == Direction::Incoming;
-        let (preview, ts) = (format::preview_markup(&m, &self.name_of(&key)), m.timestamp);
-        let pending = self.pending_rows.entry(key.clone()).or_default();
-        if pending.latest.as_ref().is_none_or(|(_, t)| ts >= *t) {
-            pending.latest = Some((preview, ts));
-        }
-        if incoming && !seen {
-            pending.unread += 1;
-        }
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            let s = sender.clone();
-            glib::timeout_add_local_once(Duration::from_millis(100), move || {
-                s.input(Input::FlushRows)
-            });
-        }
         if open && !w.timeline.loading {
             if !incoming && !w.timeline.at_newest() {
                 // Sent while an older part was shown (a search result): back to the end.
@@ -1049,20 +1055,119 @@ impl App {
                 }
             }
         }
-        if incoming && seen {
-            if let Some(handle) = self.handle(account_id) {
-                let peer = key.peer.clone();
-                sender.oneshot_command(async move {
-                    Command::Done(handle.mark_read(&peer).await.map_err(|e| e.to_string()))
-                });
+        let seen = self.take_message(key, m, Ring::Now, w, sender);
+        if seen {
+            self.mark_seen(account_id, sender);
+        }
+    }
+
+    /// A page of messages stored from the archive: one list update and at most one
+    /// notification per conversation, and only for what came while we were offline
+    /// (`news`) once the whole catch-up is here.
+    fn on_archive_page(
+        &mut self,
+        account_id: i64,
+        messages: Vec<Message>,
+        news: bool,
+        w: &mut Widgets,
+        sender: &ComponentSender<Self>,
+    ) {
+        let ring = if news { Ring::AfterSync } else { Ring::Never };
+        let mut seen = false;
+        for m in messages {
+            let key = ConvKey {
+                account_id,
+                peer: m.peer.clone(),
+            };
+            if self.current.as_ref() == Some(&key) && !w.timeline.loading {
+                w.timeline.insert(m.clone());
+            }
+            seen |= self.take_message(key, m, ring, w, sender);
+        }
+        if seen {
+            self.mark_seen(account_id, sender);
+        }
+    }
+
+    /// Queues the conversation-list change of one stored message (applied by the next
+    /// flush) and whether it rings. Returns whether it is an incoming message the user
+    /// sees now (the open, visible chat).
+    fn take_message(
+        &mut self,
+        key: ConvKey,
+        m: Message,
+        ring: Ring,
+        w: &Widgets,
+        sender: &ComponentSender<Self>,
+    ) -> bool {
+        let seen = self.current.as_ref() == Some(&key) && Self::chat_visible(w);
+        let incoming = m.direction == Direction::Incoming;
+        // Recent messages only: a long archive, or a night offline, does not ring.
+        let rings = incoming
+            && !seen
+            && m.timestamp >= self.started_at - 10 * 60 * 1000
+            && self.settings.notifications();
+        if rings && ring == Ring::AfterSync {
+            match self.caught_up.get(&key) {
+                Some(newer) if newer.timestamp > m.timestamp => {}
+                _ => {
+                    self.caught_up.insert(key.clone(), m.clone());
+                }
             }
         }
-        // Recent messages only: a first sync of a long archive does not ring.
-        let recent = m.timestamp >= self.started_at - 10 * 60 * 1000;
-        if incoming && !seen && recent && self.settings.notifications() {
-            let unread = w.conversations.get(&key).map_or(0, |r| r.unread)
-                + self.pending_rows.get(&key).map_or(1, |p| p.unread);
-            crate::notify::message(&key, &self.name_of(&key), &m.body, unread);
+        let pending = self.pending_rows.entry(key).or_default();
+        if incoming && !seen {
+            pending.unread += 1;
+        }
+        if pending
+            .latest
+            .as_ref()
+            .is_none_or(|l| m.timestamp >= l.timestamp)
+        {
+            pending.ring = rings && ring == Ring::Now;
+            pending.latest = Some(m);
+        }
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            let s = sender.clone();
+            glib::timeout_add_local_once(Duration::from_millis(100), move || {
+                s.input(Input::FlushRows)
+            });
+        }
+        incoming && seen
+    }
+
+    /// Tells our contact (and our other devices) that the open chat was read: new
+    /// messages came into it while it was shown.
+    fn mark_seen(&self, account_id: i64, sender: &ComponentSender<Self>) {
+        let Some(key) = self.current.as_ref().filter(|k| k.account_id == account_id) else {
+            return;
+        };
+        if let Some(handle) = self.handle(account_id) {
+            let peer = key.peer.clone();
+            sender.oneshot_command(async move {
+                Command::Done(handle.mark_read(&peer).await.map_err(|e| e.to_string()))
+            });
+        }
+    }
+
+    /// Rings once per conversation for what a finished catch-up brought.
+    fn ring_caught_up(&mut self, account_id: i64, w: &mut Widgets) {
+        self.flush_rows(w);
+        let keys: Vec<ConvKey> = self
+            .caught_up
+            .keys()
+            .filter(|k| k.account_id == account_id)
+            .cloned()
+            .collect();
+        for key in keys {
+            let Some(m) = self.caught_up.remove(&key) else {
+                continue;
+            };
+            let unread = w.conversations.get(&key).map_or(0, |r| r.unread);
+            if unread > 0 {
+                crate::notify::message(&key, &self.name_of(&key), &m.body, unread);
+            }
         }
     }
 
@@ -1071,11 +1176,16 @@ impl App {
     fn flush_rows(&mut self, w: &mut Widgets) {
         for (key, p) in std::mem::take(&mut self.pending_rows) {
             let row = self.new_row(&key);
+            let name = row.name.clone();
+            let preview = p
+                .latest
+                .as_ref()
+                .map(|m| (format::preview_markup(m, &name), m.timestamp));
             w.conversations.upsert(
                 &key,
                 || row,
                 |r| {
-                    if let Some((preview, ts)) = p.latest {
+                    if let Some((preview, ts)) = preview {
                         if ts >= r.last_activity {
                             r.preview = preview;
                             r.last_activity = ts;
@@ -1084,6 +1194,10 @@ impl App {
                     r.unread += p.unread;
                 },
             );
+            if let Some(m) = p.latest.filter(|_| p.ring) {
+                let unread = w.conversations.get(&key).map_or(p.unread, |r| r.unread);
+                crate::notify::message(&key, &name, &m.body, unread);
+            }
         }
     }
 
@@ -1564,6 +1678,7 @@ impl Component for App {
             opened_at: None,
             started_at: glib::real_time() / 1000,
             pending_rows: HashMap::new(),
+            caught_up: HashMap::new(),
             flush_scheduled: false,
             client_active: true,
             focus_changes: 0,
@@ -2052,7 +2167,9 @@ impl Component for App {
         root: &Self::Root,
     ) {
         // Messages come as commands: the list catches up with them on the timer.
-        if !matches!(&msg, Command::Event(e) if matches!(e.event, Event::Message(_))) {
+        if !matches!(&msg, Command::Event(e)
+            if matches!(e.event, Event::Message(_) | Event::ArchivePage { .. }))
+        {
             self.flush_rows(w);
         }
         match msg {

@@ -511,8 +511,8 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 /// XEP-0313 on a fresh device: the whole archive comes, newest first (more pages than
-/// one), with progress events, in the right order; the next start fetches only what is
-/// new.
+/// one, over an archive stream of its own), with progress events, in the right order;
+/// the next start fetches only what is new.
 #[tokio::test]
 async fn a_fresh_device_fetches_the_whole_archive_newest_first() {
     let p = server(&["demo", "friend", "zed"]);
@@ -559,6 +559,15 @@ async fn a_fresh_device_fetches_the_whole_archive_newest_first() {
         .filter(|e| matches!(e, Event::HistorySync { done: false, .. }))
         .count();
     assert!(pages >= 3, "{pages} progress events");
+    // The pages after the first came over an archive stream of its own (signed in once
+    // more, without stream management), closed when done.
+    let sign_ins = || {
+        std::fs::read_to_string(p.dir().join("prosody.log"))
+            .unwrap_or_default()
+            .matches("Authenticated as demo@localhost")
+            .count()
+    };
+    assert_eq!(sign_ins(), 2, "the main stream and the archive stream");
     let history = demo
         .handle
         .history("friend@localhost", None, 1000)
@@ -585,6 +594,8 @@ async fn a_fresh_device_fetches_the_whole_archive_newest_first() {
         .await
         .unwrap();
     demo.received("after the restart", T).await.unwrap();
+    // One page: no second stream for it.
+    assert_eq!(sign_ins(), 3);
     let history = demo
         .handle
         .history("friend@localhost", None, 1000)

@@ -37,6 +37,13 @@ pub enum Event {
     },
     /// A message was stored (incoming, or outgoing from this device).
     Message(Message),
+    /// Messages stored from our archive (XEP-0313), one page at a time. `news`: they
+    /// came while we were offline (a catch-up); otherwise they are older history (a
+    /// fresh account's backfill, or a page fetched for a conversation scrolled up).
+    ArchivePage {
+        messages: Vec<Message>,
+        news: bool,
+    },
     /// A stored message changed: corrected, retracted, or its reactions changed.
     MessageChanged(Message),
     /// A contact's chat state (typing…) in the chat with us.

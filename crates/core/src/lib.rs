@@ -3,6 +3,7 @@
 //! [`SessionHandle`] and listens to [`AccountEvent`]s.
 
 mod apply;
+mod archive_link;
 mod avatars;
 mod blocking;
 pub mod calls;

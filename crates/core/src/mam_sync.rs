@@ -9,22 +9,36 @@ use tokio_xmpp::parsers::jid::BareJid;
 use tokio_xmpp::parsers::mam::{Fin, Query, QueryId};
 use tokio_xmpp::parsers::rsm::SetQuery;
 
+use crate::archive_link::{self, ArchiveLink};
+use crate::connection::ConnectConfig;
 use crate::event::{AccountEvent, Event};
 use crate::session::{Internal, IqPayloadKind};
 use crate::{apply, chat, SessionError};
 
+/// How long a page may take on the archive stream before it is asked on the main one.
+const LINK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Page size; Prosody allows up to `max_archive_query_results` (default 50, often 250).
 const PAGE: usize = 250;
 
+/// Catches up in the background. `second_stream`: how to sign in again for an archive
+/// stream of its own ([`ArchiveLink`]) when there is more than one page to fetch.
 pub(crate) fn spawn_catch_up(
     store: Store,
     account_id: i64,
     jid: BareJid,
     internal: mpsc::UnboundedSender<Internal>,
     events: mpsc::UnboundedSender<AccountEvent>,
+    second_stream: Option<ConnectConfig>,
 ) {
     tokio::spawn(async move {
-        match catch_up(&store, account_id, &jid, &internal, &events).await {
+        let mut source = Source {
+            internal: &internal,
+            own: &jid,
+            link: None,
+            second_stream,
+        };
+        match catch_up(&store, account_id, &jid, &mut source, &events).await {
             Ok(n) => tracing::info!(stored = n, "archive catch-up complete"),
             Err(e) => tracing::warn!(error = %e, "archive catch-up stopped"),
         }
@@ -37,7 +51,7 @@ async fn catch_up(
     store: &Store,
     account_id: i64,
     jid: &BareJid,
-    internal: &mpsc::UnboundedSender<Internal>,
+    source: &mut Source<'_>,
     events: &mpsc::UnboundedSender<AccountEvent>,
 ) -> Result<usize, SessionError> {
     let progress = Progress {
@@ -45,7 +59,9 @@ async fn catch_up(
         events,
         stored: AtomicUsize::new(0),
     };
-    let result = sync(store, account_id, jid, internal, events, &progress).await;
+    let result = sync(store, account_id, jid, source, &progress).await;
+    // Done with the archive stream, if one was opened.
+    source.link = None;
     progress.send(true);
     result.map(|()| progress.stored.load(Ordering::Relaxed))
 }
@@ -78,8 +94,7 @@ async fn sync(
     store: &Store,
     account_id: i64,
     jid: &BareJid,
-    internal: &mpsc::UnboundedSender<Internal>,
-    events: &mpsc::UnboundedSender<AccountEvent>,
+    source: &mut Source<'_>,
     progress: &Progress<'_>,
 ) -> Result<(), SessionError> {
     // None: never synced. Some(""): synced while the archive was empty, so everything
@@ -88,7 +103,7 @@ async fn sync(
     if after.is_none() {
         // A fresh account: the whole archive, newest first, so that every recent
         // conversation shows at once and older history follows.
-        return backfill(store, account_id, jid, internal, events, progress, None).await;
+        return backfill(store, account_id, jid, source, progress, None).await;
     }
     let forward = |after: Option<String>| SetQuery {
         max: Some(PAGE),
@@ -96,27 +111,28 @@ async fn sync(
         after: after.filter(|a| !a.is_empty()),
         index: None,
     };
-    let mut next = Some(spawn_query(internal, forward(after.clone())));
+    let mut next = Some(source.spawn_query(forward(after.clone())));
     while let Some(pending) = next.take() {
         let (fin, results) = match pending.await.map_err(|_| SessionError::Stopped)? {
             Err(SessionError::Refused(c)) if c.contains("ItemNotFound") => {
                 // Our cursor fell out of the archive (expired): start over from the newest.
                 tracing::info!("archive cursor expired: fetching the archive again");
-                return backfill(store, account_id, jid, internal, events, progress, None).await;
+                return backfill(store, account_id, jid, source, progress, None).await;
             }
             other => other?,
         };
         // The server prepares the next page while this one is stored.
         if !fin.complete {
             if let Some(last) = &fin.set.last {
-                next = Some(spawn_query(internal, forward(Some(last.clone()))));
+                source.widen().await;
+                next = Some(source.spawn_query(forward(Some(last.clone()))));
             }
         }
         let page = take_page(account_id, jid, results, Placement::Append);
         let new = store
             .insert_archive_page(account_id, after.clone(), page.messages)
             .await?;
-        emit(store, account_id, jid, events, new, &page.actions, progress).await;
+        emit(store, jid, new, true, &page.actions, progress).await;
         if let Some(last) = fin.set.last {
             store.set_archive_cursor(account_id, last.clone()).await?;
             after = Some(last);
@@ -124,16 +140,7 @@ async fn sync(
     }
     // A backfill that was interrupted goes on.
     if let Some(before) = store.archive_backfill(account_id).await? {
-        backfill(
-            store,
-            account_id,
-            jid,
-            internal,
-            events,
-            progress,
-            Some(before),
-        )
-        .await?;
+        backfill(store, account_id, jid, source, progress, Some(before)).await?;
     }
     Ok(())
 }
@@ -145,8 +152,7 @@ async fn backfill(
     store: &Store,
     account_id: i64,
     jid: &BareJid,
-    internal: &mpsc::UnboundedSender<Internal>,
-    events: &mpsc::UnboundedSender<AccountEvent>,
+    source: &mut Source<'_>,
     progress: &Progress<'_>,
     mut before: Option<String>,
 ) -> Result<(), SessionError> {
@@ -156,13 +162,14 @@ async fn backfill(
         after: None,
         index: None,
     };
-    let mut next = Some(spawn_query(internal, backward(before.clone())));
+    let mut next = Some(source.spawn_query(backward(before.clone())));
     while let Some(pending) = next.take() {
         let (fin, results) = pending.await.map_err(|_| SessionError::Stopped)??;
         let older = fin.set.first.clone().filter(|_| !fin.complete);
         // The server prepares the next page while this one is stored.
         if let Some(first) = &older {
-            next = Some(spawn_query(internal, backward(Some(first.item.clone()))));
+            source.widen().await;
+            next = Some(source.spawn_query(backward(Some(first.item.clone()))));
         }
         if before.is_none() {
             // Everything after the newest page is new: forward catch-ups start there.
@@ -171,7 +178,7 @@ async fn backfill(
         }
         let page = take_page(account_id, jid, results, Placement::Backfill);
         let new = store.insert_backfill_page(page.messages).await?;
-        emit(store, account_id, jid, events, new, &page.actions, progress).await;
+        emit(store, jid, new, false, &page.actions, progress).await;
         before = older.map(|f| f.item);
         // Where to go on if this connection ends now; `None` once all of it is here.
         store
@@ -221,16 +228,7 @@ pub(crate) async fn fetch_older(
         events,
         stored: AtomicUsize::new(0),
     };
-    emit(
-        store,
-        account_id,
-        jid,
-        events,
-        new,
-        &page.actions,
-        &progress,
-    )
-    .await;
+    emit(store, jid, new, false, &page.actions, &progress).await;
     Ok(n)
 }
 
@@ -280,22 +278,26 @@ fn take_page(
     Page { messages, actions }
 }
 
-/// Announces stored messages, then applies corrections, retractions, reactions and
+/// Announces stored messages (one event per page; `news` when they came while we were
+/// offline), then applies corrections, retractions, reactions and
 /// markers (after the messages they may name, in archive order).
 async fn emit(
     store: &Store,
-    account_id: i64,
     jid: &BareJid,
-    events: &mpsc::UnboundedSender<AccountEvent>,
     new: Vec<natter_store::Message>,
+    news: bool,
     actions: &[chat::Inbound],
     progress: &Progress<'_>,
 ) {
+    let (account_id, events) = (progress.account_id, progress.events);
     let n = new.len();
-    for m in new {
+    if n > 0 {
         let _ = events.send(AccountEvent {
             account_id,
-            event: Event::Message(m),
+            event: Event::ArchivePage {
+                messages: new,
+                news,
+            },
         });
     }
     for inbound in actions {
@@ -306,13 +308,62 @@ async fn emit(
     progress.add(n);
 }
 
-/// Sends a query of our whole archive now and lets its answer be awaited later.
-fn spawn_query(
-    internal: &mpsc::UnboundedSender<Internal>,
-    set: SetQuery,
-) -> tokio::task::JoinHandle<Result<(Fin, Vec<tokio_xmpp::parsers::mam::Result_>), SessionError>> {
-    let internal = internal.clone();
-    tokio::spawn(async move { query(&internal, None, set).await })
+/// Where archive queries go: the main stream, or an archive stream of their own once
+/// there is more than a page to fetch.
+pub(crate) struct Source<'a> {
+    internal: &'a mpsc::UnboundedSender<Internal>,
+    own: &'a BareJid,
+    link: Option<ArchiveLink>,
+    /// How to open the archive stream; `None` once tried (or when not wanted).
+    second_stream: Option<ConnectConfig>,
+}
+
+impl Source<'_> {
+    /// Opens the archive stream, once; if it cannot be opened the main stream goes on.
+    async fn widen(&mut self) {
+        let Some(cfg) = self.second_stream.take() else {
+            return;
+        };
+        match ArchiveLink::open(&cfg, self.own.clone()).await {
+            Ok(link) => self.link = Some(link),
+            Err(e) => tracing::info!(error = %e, "no archive stream: syncing on the main one"),
+        }
+    }
+
+    /// Sends a query of our whole archive now and lets its answer be awaited later.
+    fn spawn_query(&self, set: SetQuery) -> tokio::task::JoinHandle<archive_link::Answer> {
+        let Some(link) = &self.link else {
+            let internal = self.internal.clone();
+            return tokio::spawn(async move { query(&internal, None, set).await });
+        };
+        let id = chat::new_origin_id();
+        let q = Query {
+            queryid: Some(QueryId(id.clone())),
+            node: None,
+            form: None,
+            set: Some(set.clone()),
+            flip_page: false,
+        };
+        let iq = tokio_xmpp::parsers::iq::Iq::Set {
+            from: None,
+            to: None,
+            id: id.clone(),
+            payload: q.into(),
+        };
+        let answer = link.query(id, iq);
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(LINK_PATIENCE, answer).await {
+                Ok(Ok(Ok(page))) => Ok(page),
+                Ok(Ok(Err(SessionError::Refused(e)))) => Err(SessionError::Refused(e)),
+                // The archive stream broke or stalled: this page over the main stream.
+                _ => {
+                    tracing::info!("archive stream lost: a page over the main stream");
+                    query(&internal, None, set).await
+                }
+            }
+        })
+    }
 }
 
 async fn query(

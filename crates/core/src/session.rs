@@ -487,6 +487,7 @@ impl Session {
                     self.jid.clone(),
                     self.internal_tx.clone(),
                     self.events.clone(),
+                    Some(self.connect.clone()),
                 );
                 self.pump_outbox().await;
             }

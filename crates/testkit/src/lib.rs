@@ -571,22 +571,22 @@ impl Peer {
         }
     }
 
-    /// Waits until a message with exactly this body has been stored and announced.
+    /// Waits until a message with exactly this body has been stored and announced
+    /// (live, or in a page from the archive).
     pub async fn received(
         &mut self,
         body: &str,
         timeout: Duration,
     ) -> Option<natter_core::store::Message> {
-        match self
-            .wait_for(
-                timeout,
-                |e| matches!(e, natter_core::Event::Message(m) if m.body == body),
-            )
-            .await?
-        {
-            natter_core::Event::Message(m) => Some(m),
+        let pick = |e: &natter_core::Event| match e {
+            natter_core::Event::Message(m) if m.body == body => Some(m.clone()),
+            natter_core::Event::ArchivePage { messages, .. } => {
+                messages.iter().find(|m| m.body == body).cloned()
+            }
             _ => None,
-        }
+        };
+        let event = self.wait_for(timeout, |e| pick(e).is_some()).await?;
+        pick(&event)
     }
 
     /// Waits until the server has acknowledged our message `id` (XEP-0198).
