@@ -318,6 +318,9 @@ pub struct Widgets {
     conn_banner: gtk::Revealer,
     sync_banner: gtk::Revealer,
     sync_label: gtk::Label,
+    /// Spins only while shown: a spinning spinner keeps the frame clock at 60 Hz even
+    /// in a folded revealer.
+    sync_spinner: gtk::Spinner,
     conn_label: gtk::Label,
     conn_button: gtk::Button,
     request_banner: gtk::Revealer,
@@ -756,6 +759,7 @@ impl App {
                 }
                 if done || stored == 0 {
                     w.sync_banner.set_reveal_child(false);
+                    w.sync_spinner.set_spinning(false);
                 } else {
                     w.sync_label.set_label(&format!(
                         "{} {}",
@@ -763,6 +767,7 @@ impl App {
                         ngettext_count(stored)
                     ));
                     w.sync_banner.set_reveal_child(true);
+                    w.sync_spinner.set_spinning(true);
                 }
             }
             Event::Connection(state) => {
@@ -1505,7 +1510,8 @@ impl Component for App {
             .margin_top(4)
             .margin_bottom(4)
             .build();
-        sync_row.append(&gtk::Spinner::builder().spinning(true).build());
+        let sync_spinner = gtk::Spinner::new();
+        sync_row.append(&sync_spinner);
         sync_row.append(&sync_label);
         let sync_banner = gtk::Revealer::builder()
             .child(&sync_row)
@@ -1702,6 +1708,7 @@ impl Component for App {
             conn_banner,
             sync_banner,
             sync_label,
+            sync_spinner,
             conn_label,
             conn_button,
             request_banner,

@@ -215,6 +215,53 @@ async fn avatar_is_published_received_cached_and_not_fetched_again() {
     assert!(friend.store.avatars(account).await.unwrap().is_empty());
 }
 
+/// Nobody asks each contact for its avatar at sign-in: our caps ask for metadata
+/// notifications, and the server sends the last one of every contact when we sign in,
+/// also for a contact that is offline, also to a fresh device.
+#[tokio::test]
+async fn an_offline_contacts_avatar_arrives_at_sign_in_without_asking() {
+    // The log is the file's (a test's own subscriber would take its place).
+    let (_log, _turn) = Log::capture().await;
+    let p = server(&["owner", "reader"]);
+    let mut owner = device(&p, "owner").await;
+    let mut reader = device(&p, "reader").await;
+    befriend(&mut owner, &mut reader).await.expect("befriend");
+    reader.handle.disconnect().await.expect("reader signs off");
+
+    let picture = png(48, (0xe0, 0x1b, 0x24));
+    let hash = sha1_hex(&picture);
+    owner
+        .handle
+        .set_avatar(picture, "image/png")
+        .await
+        .expect("owner publishes an avatar");
+    owner.handle.disconnect().await.expect("owner signs off");
+
+    // A new device of reader (empty store and cache) while owner is offline.
+    let mut fresh = device(&p, "reader").await;
+    let ev = fresh
+        .wait_for(T, |e| {
+            avatar_of(e, "owner@localhost").is_some_and(|p| p.is_some())
+        })
+        .await
+        .expect("the server's notification brings owner's avatar");
+    let Event::Avatar {
+        path: Some(path), ..
+    } = ev
+    else {
+        unreachable!()
+    };
+    assert_eq!(sha1_hex(&std::fs::read(&path).expect("cached")), hash);
+    assert_eq!(
+        fresh
+            .store
+            .avatars(fresh.handle.account_id())
+            .await
+            .unwrap(),
+        vec![("owner@localhost".to_string(), hash)]
+    );
+}
+
 /// Sends an IQ and waits for its result (panics on an error answer).
 async fn iq_raw(s: &mut StanzaStream, xml: &str, id: &str) {
     send_raw(s, xml).await;

@@ -135,19 +135,27 @@ impl Composer {
             .build();
         overlay.add_overlay(&placeholder);
 
-        let chooser = gtk::EmojiChooser::new();
-        let t = text.clone();
-        chooser.connect_emoji_picked(move |_, emoji| {
-            t.buffer().insert_at_cursor(emoji);
-            t.grab_focus();
-        });
         let emoji = gtk::MenuButton::builder()
             .icon_name("face-smile-symbolic")
             .tooltip_text(tr("Insert Emoji"))
-            .popover(&chooser)
             .valign(gtk::Align::End)
             .css_classes(["flat", "circular"])
             .build();
+        // The chooser lays out every emoji of the colour font as soon as it exists
+        // (PNG glyphs: a second of CPU and tens of MB): made on the first click only.
+        let t = text.clone();
+        emoji.set_create_popup_func(move |button| {
+            if button.popover().is_some() {
+                return;
+            }
+            let chooser = gtk::EmojiChooser::new();
+            let t = t.clone();
+            chooser.connect_emoji_picked(move |_, emoji| {
+                t.buffer().insert_at_cursor(emoji);
+                t.grab_focus();
+            });
+            button.set_popover(Some(&chooser));
+        });
         let button = gtk::Button::builder()
             .icon_name("mail-send-symbolic")
             .tooltip_text(tr("Send"))

@@ -104,6 +104,14 @@ fn verify(hash: &str, mime: &str, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a XEP-0163 notification (`event`, the pubsub#event element) is about an
+/// avatar metadata node.
+pub(crate) fn is_metadata_event(event: &Element) -> bool {
+    event
+        .get_child("items", ns::PUBSUB_EVENT)
+        .is_some_and(|items| items.attr("node") == Some(ns::AVATAR_METADATA))
+}
+
 /// The info of a metadata element we can use: an allowed type, data in PEP (no URL),
 /// not too large; PNG first (XEP-0084 §4.2.1).
 fn usable_info(metadata: &Metadata) -> Option<&Info> {
@@ -188,27 +196,20 @@ impl Avatars {
         *jid == self.shared.own || roster.contains_key(&jid.to_string())
     }
 
-    /// A XEP-0163 notification (`event`, the pubsub#event element): `true` when it is
-    /// about a metadata node (handled or dropped), so nothing else looks at it.
+    /// A XEP-0163 notification about an avatar metadata node (see [`is_metadata_event`]).
     pub(crate) fn on_event(
         &self,
         from: Option<&Jid>,
         event: &Element,
         roster: &HashMap<String, String>,
-    ) -> bool {
-        let ours = event
-            .get_child("items", ns::PUBSUB_EVENT)
-            .is_some_and(|items| items.attr("node") == Some(ns::AVATAR_METADATA));
-        if !ours {
-            return false;
-        }
+    ) {
         let published = match pubsub::Event::try_from(event.clone()) {
             Ok(pubsub::Event {
                 payload: pubsub::event::Payload::Items { published, .. },
             }) => published,
             _ => {
                 tracing::warn!(?from, "malformed avatar notification dropped");
-                return true;
+                return;
             }
         };
         // PEP notifications come from the owner's bare JID (XEP-0163 §4.3.1); anything
@@ -220,17 +221,16 @@ impl Avatars {
             }
             Some(from) => {
                 tracing::warn!(%from, "avatar notification from a wrong sender dropped");
-                return true;
+                return;
             }
         };
         let Some(payload) = published.into_iter().last().and_then(|i| i.payload) else {
-            return true;
+            return;
         };
         match Metadata::try_from(payload) {
             Ok(metadata) => self.on_metadata(owner, metadata),
             Err(e) => tracing::warn!(%owner, error = %e, "malformed avatar metadata dropped"),
         }
-        true
     }
 
     /// A XEP-0153 hash in a presence: fetch the vCard PHOTO if the picture is new.
@@ -407,15 +407,20 @@ impl Avatars {
         }
     }
 
-    /// After sign-in: ask for the metadata of us and of every contact whose avatar we
-    /// do not know (a server or contact without caps-based notifications still works).
-    pub(crate) fn on_signed_in(&self, contacts: Vec<String>) {
+    /// After sign-in: ask for the metadata we would not be sent. Contacts who receive
+    /// our presence (subscription `from` or `both`) need no asking: our caps say
+    /// `urn:xmpp:avatar:metadata+notify`, so their server sends their last metadata
+    /// when our presence reaches it (XEP-0163 §4.3.4 and §6.1), offline or not; asking
+    /// them too cost a query per contact at every sign-in, all competing with the
+    /// history sync. Asked are: us (unless known) and the `others`, whose avatar we
+    /// may be able to read but would not be sent.
+    pub(crate) fn on_signed_in(&self, others: Vec<String>) {
         let this = self.clone();
         tokio::spawn(async move {
             let own = this.shared.own.to_string();
-            let unknown: Vec<BareJid> = std::iter::once(own)
-                .chain(contacts)
+            let unknown: Vec<BareJid> = std::iter::once(own.clone())
                 .filter(|jid| !this.state().known.contains_key(jid))
+                .chain(others.into_iter().filter(|jid| *jid != own))
                 .filter_map(|jid| BareJid::new(&jid).ok())
                 .collect();
             for owner in unknown {

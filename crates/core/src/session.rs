@@ -34,6 +34,16 @@ use crate::{apply, blocking, chat, csi, disco, mam_sync, mds, roster, SessionErr
 /// How long we wait for an IQ answer.
 pub(crate) const IQ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How much avatar news is kept while the roster is on its way (one PEP notification
+/// and one presence per contact for a roster of 2 500).
+const MAX_EARLY_AVATARS: usize = 5_000;
+
+/// Avatar news that came before the roster (see `Session::early_avatars`).
+enum EarlyAvatar {
+    Event(Option<Jid>, Element),
+    Presence(Presence),
+}
+
 /// What a session needs to start.
 #[derive(Clone)]
 pub struct SessionConfig {
@@ -185,6 +195,7 @@ pub fn start(
         backlog: VecDeque::new(),
         roster: HashMap::new(),
         early_pushes: None,
+        early_avatars: Vec::new(),
         calls: Calls {
             manager,
             settings: config.calls.clone(),
@@ -250,6 +261,9 @@ struct Session {
     /// Roster pushes that came before this stream's roster result was stored: applied
     /// after it, or the (older) result would overwrite them.
     early_pushes: Option<Vec<Element>>,
+    /// Avatar news (PEP notifications, XEP-0153 presences) that came before this
+    /// stream's roster: whether a sender is a contact is only known once it is in.
+    early_avatars: Vec<EarlyAvatar>,
     calls: Calls,
     call_events: mpsc::UnboundedReceiver<natter_jingle::CallEvent>,
     avatars: crate::avatars::Avatars,
@@ -878,6 +892,15 @@ impl Session {
         self.process(batch).await;
     }
 
+    /// Keeps avatar news until the roster is in (a bounded number: a flood is dropped).
+    fn hold_for_roster(&mut self, early: EarlyAvatar) {
+        if self.early_avatars.len() < MAX_EARLY_AVATARS {
+            self.early_avatars.push(early);
+        } else {
+            tracing::warn!("too much avatar news before the roster: dropped");
+        }
+    }
+
     /// A PEP notification (XEP-0163). Our own nodes' only from our own account.
     async fn on_pubsub_event(&mut self, from: Option<&Jid>, event: &Element) {
         if let Some(positions) = natter_protocol::mds::from_event(event) {
@@ -890,10 +913,15 @@ impl Session {
             }
             return;
         }
-        if self.avatars.on_event(from, event, &self.roster) {
+        if !crate::avatars::is_metadata_event(event) {
+            tracing::trace!(?from, "pubsub event for no node we follow");
             return;
         }
-        tracing::trace!(?from, "pubsub event for no node we follow");
+        if self.early_pushes.is_some() {
+            self.hold_for_roster(EarlyAvatar::Event(from.cloned(), event.clone()));
+            return;
+        }
+        self.avatars.on_event(from, event, &self.roster);
     }
 
     /// The validate and read stages of a live stanza (or a carbon of one): `None` when
@@ -1047,7 +1075,11 @@ impl Session {
             return;
         };
         let bare = from.to_bare().to_string();
-        self.avatars.on_presence(&p, &self.roster);
+        if self.early_pushes.is_some() {
+            self.hold_for_roster(EarlyAvatar::Presence(p.clone()));
+        } else {
+            self.avatars.on_presence(&p, &self.roster);
+        }
         match p.type_ {
             PresenceType::Subscribe if from.to_bare() != self.jid => {
                 self.emit(Event::SubscriptionRequest { from: bare });
@@ -1509,9 +1541,21 @@ impl Session {
                 for push in self.early_pushes.take().unwrap_or_default() {
                     self.on_roster_push(push).await;
                 }
-                // The roster of this sign-in: ask for the avatars we do not know.
-                self.avatars
-                    .on_signed_in(self.roster.keys().cloned().collect());
+                for early in std::mem::take(&mut self.early_avatars) {
+                    match early {
+                        EarlyAvatar::Event(from, event) => {
+                            self.avatars.on_event(from.as_ref(), &event, &self.roster);
+                        }
+                        EarlyAvatar::Presence(p) => self.avatars.on_presence(&p, &self.roster),
+                    }
+                }
+                let unsent = self
+                    .roster
+                    .iter()
+                    .filter(|(_, subscription)| !matches!(subscription.as_str(), "both" | "from"))
+                    .map(|(jid, _)| jid.clone())
+                    .collect();
+                self.avatars.on_signed_in(unsent);
             }
             Internal::Sent(id, generation) => {
                 if generation == self.generation && self.in_flight.contains_key(&id) {

@@ -434,13 +434,20 @@ fn message_menu(
         .tooltip_text(tr("More Reactions"))
         .css_classes(["flat"])
         .build();
-    let chooser = gtk::EmojiChooser::new();
+    // Made on the first click: the chooser lays out every emoji when it is created.
     let (p, cb) = (popover.clone(), on_action.clone());
-    chooser.connect_emoji_picked(move |_, emoji| {
-        p.popdown();
-        cb(MessageAction::React(id, emoji.to_owned()));
+    more.set_create_popup_func(move |button| {
+        if button.popover().is_some() {
+            return;
+        }
+        let chooser = gtk::EmojiChooser::new();
+        let (p, cb) = (p.clone(), cb.clone());
+        chooser.connect_emoji_picked(move |_, emoji| {
+            p.popdown();
+            cb(MessageAction::React(id, emoji.to_owned()));
+        });
+        button.set_popover(Some(&chooser));
     });
-    more.set_popover(Some(&chooser));
     quick.append(&more);
     list.append(&quick);
     // Copy: the selected part of the text, else all of it.
