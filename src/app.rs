@@ -167,11 +167,12 @@ pub struct App {
     started_at: i64,
     /// Conversation-list changes from messages not shown yet: a sync stores thousands
     /// of messages a second, and each change re-sorts the list and rebinds the rows
-    /// between its old and new place. They are applied together, ten times a second.
+    /// between its old and new place. They are applied together (see `LIVE_FLUSH`).
     pending_rows: HashMap<ConvKey, PendingRow>,
     /// The newest message to ring for, per conversation, of a catch-up still running.
     caught_up: HashMap<ConvKey, Message>,
-    flush_scheduled: bool,
+    /// The delay of the list update already scheduled, if any.
+    flush_scheduled: Option<Duration>,
     /// What the sessions were told about us looking (XEP-0352).
     client_active: bool,
     /// Counts the window's focus changes, so a stale idle timer does nothing.
@@ -287,6 +288,10 @@ struct PendingRow {
     /// The newest message rings (a notification) when the row is updated.
     ring: bool,
 }
+
+/// How soon the conversation list shows a live message, and archive pages.
+const LIVE_FLUSH: Duration = Duration::from_millis(100);
+const ARCHIVE_FLUSH: Duration = Duration::from_millis(1000);
 
 /// When a stored message may ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -756,6 +761,9 @@ impl App {
             Event::HistorySync { stored, done } => {
                 if done {
                     self.ring_caught_up(account_id, w);
+                    if stored > 0 {
+                        crate::perf::release_memory();
+                    }
                 }
                 if done || stored == 0 {
                     w.sync_banner.set_reveal_child(false);
@@ -795,8 +803,20 @@ impl App {
                 tracing::debug!(contacts = contacts.len(), "roster");
                 account.contacts = contacts.into_iter().map(|c| (c.jid.clone(), c)).collect();
                 let jids: Vec<_> = account.contacts.keys().cloned().collect();
-                for jid in jids {
-                    self.show_contact(account_id, &jid, w);
+                let rows: Vec<_> = jids
+                    .into_iter()
+                    .map(|peer| {
+                        let key = ConvKey { account_id, peer };
+                        (self.name_of(&key), self.new_row(&key), key)
+                    })
+                    .collect();
+                w.conversations.batch(|list| {
+                    for (name, row, key) in rows {
+                        list.upsert(&key, || row, |r| r.name = name);
+                    }
+                });
+                if let Some(key) = self.current.as_ref().filter(|k| k.account_id == account_id) {
+                    self.show_chat_header(key, w);
                 }
             }
             Event::RosterItem(c) => {
@@ -1132,12 +1152,17 @@ impl App {
             pending.ring = rings && ring == Ring::Now;
             pending.latest = Some(m);
         }
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
+        // Live messages show in the list within 100 ms; archive pages (thousands a
+        // second while history syncs) change it once a second: each change re-sorts and
+        // redraws the list.
+        let delay = match ring {
+            Ring::Now => LIVE_FLUSH,
+            Ring::AfterSync | Ring::Never => ARCHIVE_FLUSH,
+        };
+        if self.flush_scheduled.is_none_or(|pending| pending > delay) {
+            self.flush_scheduled = Some(delay);
             let s = sender.clone();
-            glib::timeout_add_local_once(Duration::from_millis(100), move || {
-                s.input(Input::FlushRows)
-            });
+            glib::timeout_add_local_once(delay, move || s.input(Input::FlushRows));
         }
         incoming && seen
     }
@@ -1179,30 +1204,45 @@ impl App {
     /// Applies the conversation-list changes of the messages that came since the last
     /// time; anything else that reads or changes the list does this first.
     fn flush_rows(&mut self, w: &mut Widgets) {
-        for (key, p) in std::mem::take(&mut self.pending_rows) {
-            let row = self.new_row(&key);
-            let name = row.name.clone();
-            let preview = p
-                .latest
-                .as_ref()
-                .map(|m| (format::preview_markup(m, &name), m.timestamp));
-            w.conversations.upsert(
-                &key,
-                || row,
-                |r| {
-                    if let Some((preview, ts)) = preview {
-                        if ts >= r.last_activity {
-                            r.preview = preview;
-                            r.last_activity = ts;
+        if self.pending_rows.is_empty() {
+            return;
+        }
+        let changes: Vec<_> = std::mem::take(&mut self.pending_rows)
+            .into_iter()
+            .map(|(key, p)| {
+                let row = self.new_row(&key);
+                let preview = p
+                    .latest
+                    .as_ref()
+                    .map(|m| (format::preview_markup(m, &row.name), m.timestamp));
+                (key, row, preview, p)
+            })
+            .collect();
+        let mut rings = Vec::new();
+        w.conversations.batch(|list| {
+            for (key, row, preview, p) in changes {
+                let name = row.name.clone();
+                list.upsert(
+                    &key,
+                    || row,
+                    |r| {
+                        if let Some((preview, ts)) = preview {
+                            if ts >= r.last_activity {
+                                r.preview = preview;
+                                r.last_activity = ts;
+                            }
                         }
-                    }
-                    r.unread += p.unread;
-                },
-            );
-            if let Some(m) = p.latest.filter(|_| p.ring) {
-                let unread = w.conversations.get(&key).map_or(p.unread, |r| r.unread);
-                crate::notify::message(&key, &name, &m.body, unread);
+                        r.unread += p.unread;
+                    },
+                );
+                if let Some(m) = p.latest.filter(|_| p.ring) {
+                    rings.push((key, name, m));
+                }
             }
+        });
+        for (key, name, m) in rings {
+            let unread = w.conversations.get(&key).map_or(1, |r| r.unread);
+            crate::notify::message(&key, &name, &m.body, unread);
         }
     }
 
@@ -1685,7 +1725,7 @@ impl Component for App {
             started_at: glib::real_time() / 1000,
             pending_rows: HashMap::new(),
             caught_up: HashMap::new(),
-            flush_scheduled: false,
+            flush_scheduled: None,
             client_active: true,
             focus_changes: 0,
         };
@@ -1747,7 +1787,7 @@ impl Component for App {
     ) {
         self.flush_rows(w);
         match msg {
-            Input::FlushRows => self.flush_scheduled = false,
+            Input::FlushRows => self.flush_scheduled = None,
             Input::Open(key) => self.open(key, w, &sender),
             Input::OpenTarget(target) => {
                 if let Some(key) = ConvKey::from_target(&target) {
@@ -2173,10 +2213,20 @@ impl Component for App {
         sender: ComponentSender<Self>,
         root: &Self::Root,
     ) {
-        // Messages come as commands: the list catches up with them on the timer.
+        // Messages come as commands: the list catches up with them on the timer. Events
+        // that do not touch a row's preview or unread count leave the timer alone too: a
+        // history sync reports progress after every page.
         if !matches!(&msg, Command::Event(e)
-            if matches!(e.event, Event::Message(_) | Event::ArchivePage { .. }))
-        {
+        if matches!(
+            e.event,
+            Event::Message(_)
+                | Event::ArchivePage { .. }
+                | Event::HistorySync { done: false, .. }
+                | Event::Presence { .. }
+                | Event::Avatar { .. }
+                | Event::ChatState { .. }
+                | Event::MessageState { .. }
+        )) {
             self.flush_rows(w);
         }
         match msg {
@@ -2207,27 +2257,35 @@ impl Component for App {
             }
             Command::Event(ev) => self.on_event(*ev, w, &sender),
             Command::Summaries(account_id, Ok(list)) => {
-                for s in list {
-                    let key = ConvKey {
-                        account_id,
-                        peer: s.conversation.peer.clone(),
-                    };
-                    let row = self.new_row(&key);
-                    let preview = s
-                        .last
-                        .as_ref()
-                        .map(|m| format::preview_markup(m, &self.name_of(&key)))
-                        .unwrap_or_default();
-                    w.conversations.upsert(
-                        &key,
-                        || row,
-                        |r| {
-                            r.preview = preview;
-                            r.last_activity = r.last_activity.max(s.conversation.last_activity);
-                            r.unread = s.conversation.unread;
-                        },
-                    );
-                }
+                let rows: Vec<_> = list
+                    .into_iter()
+                    .map(|s| {
+                        let key = ConvKey {
+                            account_id,
+                            peer: s.conversation.peer.clone(),
+                        };
+                        let row = self.new_row(&key);
+                        let preview = s
+                            .last
+                            .as_ref()
+                            .map(|m| format::preview_markup(m, &self.name_of(&key)))
+                            .unwrap_or_default();
+                        (key, row, preview, s.conversation)
+                    })
+                    .collect();
+                w.conversations.batch(|list| {
+                    for (key, row, preview, conversation) in rows {
+                        list.upsert(
+                            &key,
+                            || row,
+                            |r| {
+                                r.preview = preview;
+                                r.last_activity = r.last_activity.max(conversation.last_activity);
+                                r.unread = conversation.unread;
+                            },
+                        );
+                    }
+                });
             }
             Command::Summaries(_, Err(e)) => tracing::warn!(error = %e, "conversations not loaded"),
             Command::History {

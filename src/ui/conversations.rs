@@ -52,11 +52,31 @@ pub struct ConversationList {
     pub root: gtk::Box,
     pub filter_entry: gtk::SearchEntry,
     store: gio::ListStore,
+    sorter: gtk::CustomSorter,
     selection: gtk::SingleSelection,
     index: HashMap<ConvKey, glib::BoxedAnyObject>,
+    /// The widgets of the rows on screen now, by conversation.
+    rows: Rows,
     selected: Option<ConvKey>,
     empty: gtk::Stack,
+    /// Inside `batch`: rows to add, and whether a row's place may have changed.
+    pending: Option<Batch>,
 }
+
+#[derive(Default)]
+struct Batch {
+    added: Vec<glib::BoxedAnyObject>,
+    resort: bool,
+}
+
+/// Row widgets by the row's root widget, and which conversation each root shows.
+#[derive(Default)]
+struct RowMap {
+    widgets: HashMap<gtk::Widget, RowWidgets>,
+    shown: HashMap<ConvKey, gtk::Widget>,
+}
+
+type Rows = Rc<RefCell<RowMap>>;
 
 fn row_of(obj: &glib::Object) -> Option<std::cell::Ref<'_, ConvRow>> {
     obj.downcast_ref::<glib::BoxedAnyObject>()
@@ -70,6 +90,25 @@ struct RowWidgets {
     time: gtk::Label,
     preview: gtk::Label,
     unread: gtk::Label,
+    /// The conversation bound to them now.
+    key: Option<ConvKey>,
+}
+
+impl RowWidgets {
+    fn fill(&self, row: &ConvRow) {
+        self.avatar.set(&row.key.peer, &row.name, row.dot);
+        self.name.set_label(&row.name);
+        self.preview.set_markup(&row.preview);
+        self.time.set_label(&if row.last_activity > 0 {
+            format::list_time(row.last_activity, glib::real_time() / 1000)
+        } else {
+            String::new()
+        });
+        self.unread.set_visible(row.unread > 0);
+        self.unread.set_label(&row.unread.to_string());
+        self.name
+            .set_css_classes(if row.unread > 0 { &["heading"] } else { &[] });
+    }
 }
 
 impl ConversationList {
@@ -104,7 +143,7 @@ impl ConversationList {
 
         let factory = gtk::SignalListItemFactory::new();
         // The widgets of each row (only as many as are on screen), by the row's root.
-        let rows: Rc<RefCell<HashMap<gtk::Widget, RowWidgets>>> = Rc::default();
+        let rows: Rows = Rc::default();
         let r = rows.clone();
         factory.connect_setup(move |_, item| {
             let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
@@ -162,7 +201,7 @@ impl ConversationList {
             row.append(avatar.widget());
             row.append(&text);
             item.set_child(Some(&row));
-            r.borrow_mut().insert(
+            r.borrow_mut().widgets.insert(
                 row.upcast(),
                 RowWidgets {
                     avatar,
@@ -170,15 +209,30 @@ impl ConversationList {
                     time,
                     preview,
                     unread,
+                    key: None,
                 },
             );
         });
         let r = rows.clone();
         factory.connect_teardown(move |_, item| {
             if let Some(child) = item.downcast_ref::<gtk::ListItem>().and_then(|i| i.child()) {
-                r.borrow_mut().remove(&child);
+                let mut map = r.borrow_mut();
+                if let Some(key) = map.widgets.remove(&child).and_then(|w| w.key) {
+                    map.unshow(&key, &child);
+                }
             }
         });
+        let r = rows.clone();
+        factory.connect_unbind(move |_, item| {
+            if let Some(child) = item.downcast_ref::<gtk::ListItem>().and_then(|i| i.child()) {
+                let mut map = r.borrow_mut();
+                let key = map.widgets.get_mut(&child).and_then(|w| w.key.take());
+                if let Some(key) = key {
+                    map.unshow(&key, &child);
+                }
+            }
+        });
+        let r = rows.clone();
         factory.connect_bind(move |_, item| {
             let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
                 return;
@@ -192,22 +246,18 @@ impl ConversationList {
             let Some(child) = item.child() else {
                 return;
             };
-            let widgets = rows.borrow();
-            let Some(w) = widgets.get(&child) else {
-                return;
+            let mut map = r.borrow_mut();
+            let previous = match map.widgets.get_mut(&child) {
+                Some(w) => {
+                    w.fill(&row);
+                    w.key.replace(row.key.clone())
+                }
+                None => return,
             };
-            w.avatar.set(&row.key.peer, &row.name, row.dot);
-            w.name.set_label(&row.name);
-            w.preview.set_markup(&row.preview);
-            w.time.set_label(&if row.last_activity > 0 {
-                format::list_time(row.last_activity, glib::real_time() / 1000)
-            } else {
-                String::new()
-            });
-            w.unread.set_visible(row.unread > 0);
-            w.unread.set_label(&row.unread.to_string());
-            w.name
-                .set_css_classes(if row.unread > 0 { &["heading"] } else { &[] });
+            if let Some(previous) = previous {
+                map.unshow(&previous, &child);
+            }
+            map.shown.insert(row.key.clone(), child);
         });
 
         let view = gtk::ListView::builder()
@@ -279,10 +329,13 @@ impl ConversationList {
             root,
             filter_entry,
             store,
+            sorter,
             selection,
             index: HashMap::new(),
+            rows,
             selected: None,
             empty,
+            pending: None,
         }
     }
 
@@ -292,21 +345,31 @@ impl ConversationList {
             .and_then(|o| o.try_borrow::<ConvRow>().ok().map(|r| r.clone()))
     }
 
-    /// Adds the row or changes it with `f`; the list re-sorts and rebinds that row only.
+    /// Adds the row or changes it with `f`. A change that keeps the row's place (unread
+    /// count, presence, a preview of the same time) redraws the row where it is shown, if
+    /// it is; one that may move it re-sorts that row (or, inside `batch`, the list once).
     pub fn upsert(
         &mut self,
         key: &ConvKey,
         make: impl FnOnce() -> ConvRow,
         f: impl FnOnce(&mut ConvRow),
     ) {
-        match self.index.get(key) {
+        match self.index.get(key).cloned() {
             Some(obj) => {
                 let mut handle = obj.clone();
-                if let Ok(mut row) = handle.try_borrow_mut::<ConvRow>() {
-                    f(&mut row);
-                }
-                if let Some(pos) = self.store.find(obj) {
-                    let obj = obj.clone();
+                let moved = match handle.try_borrow_mut::<ConvRow>() {
+                    Ok(mut row) => {
+                        let place = (row.last_activity, row.name.clone());
+                        f(&mut row);
+                        place != (row.last_activity, row.name.clone())
+                    }
+                    Err(_) => false,
+                };
+                if !moved {
+                    self.redraw(key, &obj);
+                } else if let Some(batch) = &mut self.pending {
+                    batch.resort = true;
+                } else if let Some(pos) = self.store.find(&obj) {
                     self.store.splice(pos, 1, &[obj]);
                 }
             }
@@ -314,12 +377,49 @@ impl ConversationList {
                 let mut row = make();
                 f(&mut row);
                 let obj = glib::BoxedAnyObject::new(row);
-                self.store.append(&obj);
-                self.index.insert(key.clone(), obj);
+                self.index.insert(key.clone(), obj.clone());
+                match &mut self.pending {
+                    Some(batch) => batch.added.push(obj),
+                    None => self.store.append(&obj),
+                }
             }
         }
-        self.empty.set_visible_child_name("list");
+        if self.pending.is_none() {
+            self.empty.set_visible_child_name("list");
+            self.reselect();
+        }
+    }
+
+    /// Applies many changes (`upsert`s in `changes`) with one re-sort at the end instead
+    /// of one per moved row: a sync changes dozens of rows at a time.
+    pub fn batch(&mut self, changes: impl FnOnce(&mut Self)) {
+        self.pending = Some(Batch::default());
+        changes(self);
+        let Some(batch) = self.pending.take() else {
+            return;
+        };
+        if !batch.added.is_empty() {
+            self.store
+                .splice(self.store.n_items(), 0, batch.added.as_slice());
+        }
+        if batch.resort {
+            self.sorter.changed(gtk::SorterChange::Different);
+        }
+        if !self.index.is_empty() {
+            self.empty.set_visible_child_name("list");
+        }
         self.reselect();
+    }
+
+    /// Shows the row's new content in its widgets, when it is on screen.
+    fn redraw(&self, key: &ConvKey, obj: &glib::BoxedAnyObject) {
+        let map = self.rows.borrow();
+        let Some(w) = map.shown.get(key).and_then(|child| map.widgets.get(child)) else {
+            return;
+        };
+        if let Ok(row) = obj.try_borrow::<ConvRow>() {
+            w.fill(&row);
+        }
     }
 
     pub fn update(&mut self, key: &ConvKey, f: impl FnOnce(&mut ConvRow)) {
@@ -369,6 +469,15 @@ impl ConversationList {
             Some(p) if model.selected() != p => model.set_selected(p),
             Some(_) => {}
             None => model.set_selected(gtk::INVALID_LIST_POSITION),
+        }
+    }
+}
+
+impl RowMap {
+    /// `child` no longer shows `key` (it may show it again already: then it stays).
+    fn unshow(&mut self, key: &ConvKey, child: &gtk::Widget) {
+        if self.shown.get(key) == Some(child) {
+            self.shown.remove(key);
         }
     }
 }

@@ -435,16 +435,16 @@ impl Db {
     }
 
     fn conversation_id(conn: &Connection, account_id: i64, peer: &str) -> Result<i64> {
-        conn.execute(
-            "INSERT INTO conversation (account_id, peer) VALUES (?1, ?2)
-             ON CONFLICT(account_id, peer) DO NOTHING",
-            params![account_id, peer],
-        )?;
-        Ok(conn.query_row(
-            "SELECT id FROM conversation WHERE account_id = ?1 AND peer = ?2",
-            params![account_id, peer],
-            |r| r.get(0),
-        )?)
+        let found = conn
+            .prepare_cached("SELECT id FROM conversation WHERE account_id = ?1 AND peer = ?2")?
+            .query_row(params![account_id, peer], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        conn.prepare_cached("INSERT INTO conversation (account_id, peer) VALUES (?1, ?2)")?
+            .execute(params![account_id, peer])?;
+        Ok(conn.last_insert_rowid())
     }
 
     pub fn conversation(&mut self, account_id: i64, peer: &str) -> Result<Conversation> {
@@ -540,10 +540,11 @@ impl Db {
 
     fn insert_one(
         conn: &Connection,
+        batch: &mut Batch,
         m: &NewMessage,
         key_override: Option<i64>,
     ) -> Result<Option<Message>> {
-        let conversation_id = Self::conversation_id(conn, m.account_id, &m.peer)?;
+        let conversation_id = batch.conversation(conn, m.account_id, &m.peer)?;
         let direction = i64::from(m.direction == Direction::Outgoing);
         let sort_key = match (key_override, m.placement) {
             (Some(key), _) => key,
@@ -578,15 +579,11 @@ impl Db {
             return Ok(None);
         }
         let id = conn.last_insert_rowid();
-        conn.prepare_cached(
-            "UPDATE conversation SET last_activity = max(last_activity, ?2),
-               unread = unread + ?3 WHERE id = ?1",
-        )?
-        .execute(params![
+        batch.touch(
             conversation_id,
             m.timestamp,
-            i64::from(m.direction == Direction::Incoming)
-        ])?;
+            m.direction == Direction::Incoming,
+        );
         let mut stored = Message {
             id,
             conversation_id,
@@ -613,19 +610,23 @@ impl Db {
 
     pub fn insert_message(&mut self, m: &NewMessage) -> Result<Option<Message>> {
         let tx = self.conn.transaction()?;
-        let out = Self::insert_one(&tx, m, None)?;
+        let mut batch = Batch::default();
+        let out = Self::insert_one(&tx, &mut batch, m, None)?;
+        batch.finish(&tx)?;
         tx.commit()?;
         Ok(out)
     }
 
     pub fn insert_messages(&mut self, msgs: &[NewMessage]) -> Result<Vec<Message>> {
         let tx = self.conn.transaction()?;
+        let mut batch = Batch::default();
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
-            if let Some(stored) = Self::insert_one(&tx, m, None)? {
+            if let Some(stored) = Self::insert_one(&tx, &mut batch, m, None)? {
                 out.push(stored);
             }
         }
+        batch.finish(&tx)?;
         tx.commit()?;
         Ok(out)
     }
@@ -672,10 +673,11 @@ impl Db {
                 .optional()?,
             None => None,
         };
+        let mut batch = Batch::default();
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
             let key = anchor.map_or(m.timestamp, |a| m.timestamp.max(a.saturating_add(1)));
-            match Self::insert_one(&tx, m, Some(key))? {
+            match Self::insert_one(&tx, &mut batch, m, Some(key))? {
                 Some(stored) => {
                     anchor = Some(stored.sort_key);
                     out.push(stored);
@@ -687,6 +689,7 @@ impl Db {
                 }
             }
         }
+        batch.finish(&tx)?;
         tx.commit()?;
         Ok(out)
     }
@@ -697,6 +700,7 @@ impl Db {
     /// alone, a page and the one after it would interleave.)
     pub fn insert_backfill_page(&mut self, msgs: &[NewMessage]) -> Result<Vec<Message>> {
         let tx = self.conn.transaction()?;
+        let mut batch = Batch::default();
         let mut ceiling: HashMap<(i64, String), Option<i64>> = HashMap::new();
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs.iter().rev() {
@@ -704,7 +708,7 @@ impl Db {
             let below = match ceiling.get(&slot) {
                 Some(c) => *c,
                 None => {
-                    let conversation_id = Self::conversation_id(&tx, m.account_id, &m.peer)?;
+                    let conversation_id = batch.conversation(&tx, m.account_id, &m.peer)?;
                     tx.prepare_cached(
                         "SELECT min(sort_key) FROM message WHERE conversation_id = ?1",
                     )?
@@ -712,7 +716,7 @@ impl Db {
                 }
             };
             let key = below.map_or(m.timestamp, |c| m.timestamp.min(c.saturating_sub(1)));
-            match Self::insert_one(&tx, m, Some(key))? {
+            match Self::insert_one(&tx, &mut batch, m, Some(key))? {
                 Some(stored) => {
                     ceiling.insert(slot, Some(stored.sort_key));
                     out.push(stored);
@@ -722,6 +726,7 @@ impl Db {
                 }
             }
         }
+        batch.finish(&tx)?;
         tx.commit()?;
         out.reverse();
         Ok(out)
@@ -731,12 +736,14 @@ impl Db {
     /// cursor to the last stored one that carries our archive's id.
     pub fn insert_live(&mut self, account_id: i64, msgs: &[NewMessage]) -> Result<Vec<Message>> {
         let tx = self.conn.transaction()?;
+        let mut batch = Batch::default();
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
-            if let Some(stored) = Self::insert_one(&tx, m, None)? {
+            if let Some(stored) = Self::insert_one(&tx, &mut batch, m, None)? {
                 out.push(stored);
             }
         }
+        batch.finish(&tx)?;
         if let Some(id) = out.iter().rev().find_map(|m| m.stanza_id.as_deref()) {
             tx.execute(
                 "UPDATE account SET archive_cursor = ?2 WHERE id = ?1",
@@ -920,6 +927,49 @@ impl Db {
             "UPDATE conversation SET unread = 0 WHERE id = ?1",
             [conversation_id],
         )?;
+        Ok(())
+    }
+}
+
+/// What one transaction of inserts learns and owes: the conversations' ids by peer, and
+/// each touched conversation's newest activity and new unread count, written once at the
+/// end (`finish`) rather than once per message.
+#[derive(Default)]
+struct Batch {
+    /// Account id → peer → conversation id.
+    ids: HashMap<i64, HashMap<String, i64>>,
+    /// Conversation id → (newest timestamp, incoming messages added).
+    touched: HashMap<i64, (i64, i64)>,
+}
+
+impl Batch {
+    fn conversation(&mut self, conn: &Connection, account_id: i64, peer: &str) -> Result<i64> {
+        let known = self.ids.entry(account_id).or_default();
+        if let Some(id) = known.get(peer) {
+            return Ok(*id);
+        }
+        let id = Db::conversation_id(conn, account_id, peer)?;
+        known.insert(peer.to_owned(), id);
+        Ok(id)
+    }
+
+    fn touch(&mut self, conversation_id: i64, timestamp: i64, incoming: bool) {
+        let t = self
+            .touched
+            .entry(conversation_id)
+            .or_insert((timestamp, 0));
+        t.0 = t.0.max(timestamp);
+        t.1 += i64::from(incoming);
+    }
+
+    fn finish(self, conn: &Connection) -> Result<()> {
+        let mut update = conn.prepare_cached(
+            "UPDATE conversation SET last_activity = max(last_activity, ?2),
+               unread = unread + ?3 WHERE id = ?1",
+        )?;
+        for (id, (newest, unread)) in self.touched {
+            update.execute(params![id, newest, unread])?;
+        }
         Ok(())
     }
 }
