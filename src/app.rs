@@ -177,6 +177,8 @@ pub struct App {
     client_active: bool,
     /// Counts the window's focus changes, so a stale idle timer does nothing.
     focus_changes: u64,
+    /// When the history sync's progress line last changed (`None`: not shown).
+    sync_shown_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -292,6 +294,8 @@ struct PendingRow {
 /// How soon the conversation list shows a live message, and archive pages.
 const LIVE_FLUSH: Duration = Duration::from_millis(100);
 const ARCHIVE_FLUSH: Duration = Duration::from_millis(1000);
+/// How often the history sync's progress line may change.
+const SYNC_PROGRESS_EVERY: Duration = Duration::from_millis(1000);
 
 /// When a stored message may ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -768,7 +772,14 @@ impl App {
                 if done || stored == 0 {
                     w.sync_banner.set_reveal_child(false);
                     w.sync_spinner.set_spinning(false);
-                } else {
+                    self.sync_shown_at = None;
+                } else if self
+                    .sync_shown_at
+                    .is_none_or(|at| at.elapsed() >= SYNC_PROGRESS_EVERY)
+                {
+                    // Once a second: every change is a new frame of the whole window, and
+                    // pages come several times a second.
+                    self.sync_shown_at = Some(Instant::now());
                     w.sync_label.set_label(&format!(
                         "{} {}",
                         tr("Fetching history…"),
@@ -1728,6 +1739,7 @@ impl Component for App {
             flush_scheduled: None,
             client_active: true,
             focus_changes: 0,
+            sync_shown_at: None,
         };
         let widgets = Widgets {
             window: root.clone(),
