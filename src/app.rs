@@ -765,9 +765,8 @@ impl App {
             Event::HistorySync { stored, done } => {
                 if done {
                     self.ring_caught_up(account_id, w);
-                    if stored > 0 {
-                        crate::perf::release_memory();
-                    }
+                    // Sign-in and the sync are done: what they freed goes back.
+                    crate::perf::release_memory();
                 }
                 if done || stored == 0 {
                     w.sync_banner.set_reveal_child(false);

@@ -65,9 +65,9 @@ pub fn watch_frames(window: &impl IsA<gtk::Widget>) {
     });
 }
 
-/// Hands the memory a history sync freed back to the system. The sync parses and stores
-/// thousands of messages on several threads; glibc keeps what they freed in its arenas
-/// (about 20 MB after 20 000 messages) until asked to trim them.
+/// Hands the memory that signing in and a history sync freed back to the system. The
+/// sync parses and stores thousands of messages on several threads; glibc keeps what
+/// they freed in its arenas (about 20 MB after 20 000 messages) until asked to trim.
 pub fn release_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
