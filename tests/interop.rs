@@ -10,6 +10,11 @@ use natter_testkit::aiortc::AiortcPeer;
 use natter_testkit::calls::{call_peer, hears, sees};
 use natter_testkit::{init_tracing, Peer, Prosody};
 
+/// One call at a time in this file: aiortc encodes VP8 and Opus in Python, and five such
+/// peers at once on a 2-core machine starve the decoders (one video frame in 15 s under
+/// `make check`), which measures the machine, not the call.
+static ONE_CALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Natter hears `freq` Hz (and, with `video`, decodes 640×480 frames) within 15 s.
 async fn natter_hears(peer: &Peer, sid: &str, freq: f64, video: bool) {
     let ok = |s: &[ContentStats]| hears(s, freq) && (!video || sees(s));
@@ -23,6 +28,7 @@ async fn natter_hears(peer: &Peer, sid: &str, freq: f64, video: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn natter_calls_aiortc_audio_both_ways() {
     init_tracing();
+    let _one_call = ONE_CALL.lock().await;
     let server = Prosody::start().expect("prosody");
     let mut alice = call_peer(&server, "alice", 440.0).await;
     server.register("bob", "bob").expect("register");
@@ -54,6 +60,7 @@ async fn natter_calls_aiortc_audio_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_calls_natter_with_video_and_hangs_up() {
     init_tracing();
+    let _one_call = ONE_CALL.lock().await;
     let server = Prosody::start().expect("prosody");
     let mut alice = call_peer(&server, "alice", 440.0).await;
     server.register("bob", "bob").expect("register");
@@ -110,6 +117,7 @@ async fn aiortc_calls_natter_with_video_and_hangs_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn natter_rejects_and_the_caller_retracts() {
     init_tracing();
+    let _one_call = ONE_CALL.lock().await;
     let server = Prosody::start().expect("prosody");
     let mut alice = call_peer(&server, "alice", 440.0).await;
     server.register("bob", "bob").expect("register");
@@ -156,6 +164,7 @@ async fn natter_rejects_and_the_caller_retracts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_rejects_natter() {
     init_tracing();
+    let _one_call = ONE_CALL.lock().await;
     let server = Prosody::start().expect("prosody");
     let mut alice = call_peer(&server, "alice", 440.0).await;
     server.register("bob", "bob").expect("register");
@@ -184,6 +193,7 @@ async fn aiortc_rejects_natter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_dtls_fingerprint_refuses_the_call_without_media() {
     init_tracing();
+    let _one_call = ONE_CALL.lock().await;
     let server = Prosody::start().expect("prosody");
     let mut alice = call_peer(&server, "alice", 440.0).await;
     server.register("bob", "bob").expect("register");
