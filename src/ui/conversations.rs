@@ -61,6 +61,8 @@ pub struct ConversationList {
     empty: gtk::Stack,
     /// Inside `batch`: rows to add, and whether a row's place may have changed.
     pending: Option<Batch>,
+    view: gtk::ListView,
+    scroller: gtk::ScrolledWindow,
 }
 
 #[derive(Default)]
@@ -336,6 +338,8 @@ impl ConversationList {
             selected: None,
             empty,
             pending: None,
+            view,
+            scroller,
         }
     }
 
@@ -370,7 +374,9 @@ impl ConversationList {
                 } else if let Some(batch) = &mut self.pending {
                     batch.resort = true;
                 } else if let Some(pos) = self.store.find(&obj) {
+                    let at_top = self.at_top();
                     self.store.splice(pos, 1, &[obj]);
+                    self.stay_at_top(at_top);
                 }
             }
             None => {
@@ -398,6 +404,7 @@ impl ConversationList {
         let Some(batch) = self.pending.take() else {
             return;
         };
+        let at_top = self.at_top();
         if !batch.added.is_empty() {
             self.store
                 .splice(self.store.n_items(), 0, batch.added.as_slice());
@@ -405,10 +412,28 @@ impl ConversationList {
         if batch.resort {
             self.sorter.changed(gtk::SorterChange::Different);
         }
+        self.stay_at_top(at_top);
         if !self.index.is_empty() {
             self.empty.set_visible_child_name("list");
         }
         self.reselect();
+    }
+
+    /// Whether the list shows its first rows (the newest conversations).
+    fn at_top(&self) -> bool {
+        let adj = self.scroller.vadjustment();
+        adj.value() <= adj.lower() + 1.0
+    }
+
+    /// A list that showed its top keeps showing it when rows move above what was the
+    /// first one: the list view keeps its first visible row in place, which would
+    /// scroll the conversations that just became the newest out of sight.
+    fn stay_at_top(&self, was_at_top: bool) {
+        if was_at_top && self.selection.n_items() > 0 {
+            let _ = self
+                .view
+                .activate_action("list.scroll-to-item", Some(&0u32.to_variant()));
+        }
     }
 
     /// Shows the row's new content in its widgets, when it is on screen.
