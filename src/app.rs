@@ -433,7 +433,14 @@ impl App {
         }
         self.refresh_accounts_menu(w);
         self.refresh_banner(w);
-        w.stack.set_visible_child_name("main");
+        // From the start-up page straight in: a cross-fade there is a dozen frames of the
+        // whole window blended on a CPU renderer, for a page shown a fraction of a second.
+        let transition = if w.stack.visible_child_name().as_deref() == Some("loading") {
+            gtk::StackTransitionType::None
+        } else {
+            gtk::StackTransitionType::Crossfade
+        };
+        w.stack.set_visible_child_full("main", transition);
     }
 
     fn refresh_accounts_menu(&self, w: &Widgets) {
