@@ -327,8 +327,6 @@ pub struct Widgets {
     conn_banner: gtk::Revealer,
     sync_banner: gtk::Revealer,
     sync_label: gtk::Label,
-    /// Spins only while shown: a spinning spinner keeps the frame clock at 60 Hz even
-    /// in a folded revealer.
     conn_label: gtk::Label,
     conn_button: gtk::Button,
     request_banner: gtk::Revealer,

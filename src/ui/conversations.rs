@@ -374,9 +374,7 @@ impl ConversationList {
                 } else if let Some(batch) = &mut self.pending {
                     batch.resort = true;
                 } else if let Some(pos) = self.store.find(&obj) {
-                    let at_top = self.at_top();
-                    self.store.splice(pos, 1, &[obj]);
-                    self.stay_at_top(at_top);
+                    self.keeping_top(|store| store.splice(pos, 1, &[obj]));
                 }
             }
             None => {
@@ -386,7 +384,7 @@ impl ConversationList {
                 self.index.insert(key.clone(), obj.clone());
                 match &mut self.pending {
                     Some(batch) => batch.added.push(obj),
-                    None => self.store.append(&obj),
+                    None => self.keeping_top(|store| store.append(&obj)),
                 }
             }
         }
@@ -404,32 +402,29 @@ impl ConversationList {
         let Some(batch) = self.pending.take() else {
             return;
         };
-        let at_top = self.at_top();
-        if !batch.added.is_empty() {
-            self.store
-                .splice(self.store.n_items(), 0, batch.added.as_slice());
-        }
-        if batch.resort {
-            self.sorter.changed(gtk::SorterChange::Different);
-        }
-        self.stay_at_top(at_top);
+        let sorter = self.sorter.clone();
+        self.keeping_top(|store| {
+            if !batch.added.is_empty() {
+                store.splice(store.n_items(), 0, batch.added.as_slice());
+            }
+            if batch.resort {
+                sorter.changed(gtk::SorterChange::Different);
+            }
+        });
         if !self.index.is_empty() {
             self.empty.set_visible_child_name("list");
         }
         self.reselect();
     }
 
-    /// Whether the list shows its first rows (the newest conversations).
-    fn at_top(&self) -> bool {
+    /// Changes the model with `change`; a list that showed its top keeps showing it.
+    /// Rows that sort above the first visible one would otherwise appear above the view:
+    /// the list view keeps its first visible row in place.
+    fn keeping_top(&self, change: impl FnOnce(&gio::ListStore)) {
         let adj = self.scroller.vadjustment();
-        adj.value() <= adj.lower() + 1.0
-    }
-
-    /// A list that showed its top keeps showing it when rows move above what was the
-    /// first one: the list view keeps its first visible row in place, which would
-    /// scroll the conversations that just became the newest out of sight.
-    fn stay_at_top(&self, was_at_top: bool) {
-        if was_at_top && self.selection.n_items() > 0 {
+        let at_top = adj.value() <= adj.lower() + 1.0;
+        change(&self.store);
+        if at_top && self.selection.n_items() > 0 {
             let _ = self
                 .view
                 .activate_action("list.scroll-to-item", Some(&0u32.to_variant()));

@@ -8,23 +8,27 @@ use natter_store::{Account, Direction, HistoryCursor, MessageState, NewMessage, 
 
 const MESSAGES: i64 = 100_000;
 
+/// A fresh store in `dir` with alice's account.
+async fn open(dir: &std::path::Path) -> (Store, i64) {
+    let store = Store::open(dir.join("bench.db")).await.expect("open");
+    let acc = store
+        .upsert_account(Account {
+            jid: "alice@localhost".into(),
+            resource: "bench".into(),
+            enabled: true,
+            pinned_cert: None,
+            ..Default::default()
+        })
+        .await
+        .expect("account");
+    (store, acc)
+}
+
 fn history(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, acc, conv_id, middle) = rt.block_on(async {
-        let store = Store::open(dir.path().join("bench.db"))
-            .await
-            .expect("open");
-        let acc = store
-            .upsert_account(Account {
-                jid: "alice@localhost".into(),
-                resource: "bench".into(),
-                enabled: true,
-                pinned_cert: None,
-                ..Default::default()
-            })
-            .await
-            .expect("account");
+        let (store, acc) = open(dir.path()).await;
         for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(10_000) {
             let batch = chunk
                 .iter()
@@ -94,22 +98,7 @@ fn history(c: &mut Criterion) {
 fn archive_store(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, acc) = rt.block_on(async {
-        let store = Store::open(dir.path().join("bench.db"))
-            .await
-            .expect("open");
-        let acc = store
-            .upsert_account(Account {
-                jid: "alice@localhost".into(),
-                resource: "bench".into(),
-                enabled: true,
-                pinned_cert: None,
-                ..Default::default()
-            })
-            .await
-            .expect("account");
-        (store, acc)
-    });
+    let (store, acc) = rt.block_on(open(dir.path()));
     let mut group = c.benchmark_group("archive_store");
     let mut n = 0i64;
     group.bench_function("backfill_page_250", |b| {
