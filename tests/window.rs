@@ -355,6 +355,17 @@ async fn notifications_subscriptions_and_status_in_dark_style() {
         l.contains("\"Notify\"") && l.contains("Ping from the dark")
     });
     assert!(notified.contains("\"summary\": \"Friend\""), "{notified}");
+    // The only row of the list shows the message (it keeps its place: no re-sort
+    // rebinds it).
+    wait_until("friend's row showing the message", T, || {
+        app.log_text().lines().any(|l| {
+            l.contains("conversation row shown")
+                && l.contains("peer=friend@localhost")
+                && l.contains("unread=2")
+                && l.contains("Ping from the dark")
+        })
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     x.screenshot("dark-conversations.png");
     assert_eq!(unread(&db, account_id, "friend@localhost").await, 2);

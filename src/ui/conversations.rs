@@ -98,6 +98,7 @@ struct RowWidgets {
 
 impl RowWidgets {
     fn fill(&self, row: &ConvRow) {
+        tracing::debug!(peer = %row.key.peer, unread = row.unread, preview = %row.preview, "conversation row shown");
         self.avatar.set(&row.key.peer, &row.name, row.dot);
         self.name.set_label(&row.name);
         self.preview.set_markup(&row.preview);
@@ -372,7 +373,10 @@ impl ConversationList {
                 if !moved {
                     self.redraw(key, &obj);
                 } else if let Some(batch) = &mut self.pending {
+                    // The re-sort rebinds only rows whose place changes: this one may
+                    // stay where it is with new content.
                     batch.resort = true;
+                    self.redraw(key, &obj);
                 } else if let Some(pos) = self.store.find(&obj) {
                     self.keeping_top(|store| store.splice(pos, 1, &[obj]));
                 }
