@@ -543,6 +543,7 @@ impl Db {
         batch: &mut Batch,
         m: &NewMessage,
         key_override: Option<i64>,
+        prepend: bool,
     ) -> Result<Option<Message>> {
         let conversation_id = batch.conversation(conn, m.account_id, &m.peer)?;
         let direction = i64::from(m.direction == Direction::Outgoing);
@@ -556,12 +557,19 @@ impl Db {
                 newest.map_or(m.timestamp, |n| m.timestamp.max(n.saturating_add(1)))
             }
         };
+        // Older history fetched backwards gets ids below everything stored, so that id
+        // order stays time order (search lists by id, newest first).
+        let below = if prepend {
+            Some(batch.lowest_id(conn)?.saturating_sub(1))
+        } else {
+            None
+        };
         let inserted = conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO message
-                 (conversation_id, direction, sender, body, timestamp, sort_key, state,
+                 (id, conversation_id, direction, sender, body, timestamp, sort_key, state,
                   origin_id, stanza_id, reply_to)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 conversation_id,
@@ -573,12 +581,19 @@ impl Db {
                 m.state as i64,
                 m.origin_id,
                 m.stanza_id,
-                m.reply_to
+                m.reply_to,
+                below
             ])?;
         if inserted == 0 {
             return Ok(None);
         }
         let id = conn.last_insert_rowid();
+        if below.is_some() {
+            batch.lowest = Some(id);
+        }
+        // Not a trigger: see schema migration 7.
+        conn.prepare_cached("INSERT INTO message_fts(rowid, body) VALUES (?1, ?2)")?
+            .execute(params![id, m.body])?;
         batch.touch(
             conversation_id,
             m.timestamp,
@@ -611,7 +626,7 @@ impl Db {
     pub fn insert_message(&mut self, m: &NewMessage) -> Result<Option<Message>> {
         let tx = self.conn.transaction()?;
         let mut batch = Batch::default();
-        let out = Self::insert_one(&tx, &mut batch, m, None)?;
+        let out = Self::insert_one(&tx, &mut batch, m, None, false)?;
         batch.finish(&tx)?;
         tx.commit()?;
         Ok(out)
@@ -622,7 +637,7 @@ impl Db {
         let mut batch = Batch::default();
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
-            if let Some(stored) = Self::insert_one(&tx, &mut batch, m, None)? {
+            if let Some(stored) = Self::insert_one(&tx, &mut batch, m, None, false)? {
                 out.push(stored);
             }
         }
@@ -677,7 +692,7 @@ impl Db {
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
             let key = anchor.map_or(m.timestamp, |a| m.timestamp.max(a.saturating_add(1)));
-            match Self::insert_one(&tx, &mut batch, m, Some(key))? {
+            match Self::insert_one(&tx, &mut batch, m, Some(key), false)? {
                 Some(stored) => {
                     anchor = Some(stored.sort_key);
                     out.push(stored);
@@ -716,7 +731,7 @@ impl Db {
                 }
             };
             let key = below.map_or(m.timestamp, |c| m.timestamp.min(c.saturating_sub(1)));
-            match Self::insert_one(&tx, &mut batch, m, Some(key))? {
+            match Self::insert_one(&tx, &mut batch, m, Some(key), true)? {
                 Some(stored) => {
                     ceiling.insert(slot, Some(stored.sort_key));
                     out.push(stored);
@@ -739,7 +754,7 @@ impl Db {
         let mut batch = Batch::default();
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
-            if let Some(stored) = Self::insert_one(&tx, &mut batch, m, None)? {
+            if let Some(stored) = Self::insert_one(&tx, &mut batch, m, None, false)? {
                 out.push(stored);
             }
         }
@@ -940,6 +955,8 @@ struct Batch {
     ids: HashMap<i64, HashMap<String, i64>>,
     /// Conversation id → (newest timestamp, incoming messages added).
     touched: HashMap<i64, (i64, i64)>,
+    /// The lowest message id stored, once looked up.
+    lowest: Option<i64>,
 }
 
 impl Batch {
@@ -950,6 +967,18 @@ impl Batch {
         }
         let id = Db::conversation_id(conn, account_id, peer)?;
         known.insert(peer.to_owned(), id);
+        Ok(id)
+    }
+
+    /// The lowest message id stored (1 when there is none: the first id SQLite gives).
+    fn lowest_id(&mut self, conn: &Connection) -> Result<i64> {
+        if let Some(id) = self.lowest {
+            return Ok(id);
+        }
+        let id: i64 = conn
+            .prepare_cached("SELECT coalesce(min(id), 1) FROM message")?
+            .query_row([], |r| r.get(0))?;
+        self.lowest = Some(id);
         Ok(id)
     }
 

@@ -806,3 +806,129 @@ async fn search_takes_the_users_words_literally() {
         .unwrap()
         .is_empty());
 }
+
+/// FTS5's own check that the search index holds exactly the words of `message.body`.
+fn search_index_matches(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute(
+        "INSERT INTO message_fts(message_fts, rank) VALUES ('integrity-check', 1)",
+        [],
+    )
+    .expect("the search index matches the stored messages");
+}
+
+#[tokio::test]
+async fn every_way_of_storing_a_message_indexes_it_for_search() {
+    let (dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    let with_sid = |body: &str, ts: i64, sid: &str| NewMessage {
+        stanza_id: Some(sid.into()),
+        ..incoming(acc, "friend@localhost", body, ts, None)
+    };
+    store
+        .insert_message(incoming(
+            acc,
+            "friend@localhost",
+            "alpha one",
+            1_000,
+            Some("o1"),
+        ))
+        .await
+        .unwrap()
+        .expect("stored");
+    store
+        .insert_messages(vec![incoming(
+            acc,
+            "carol@localhost",
+            "alpha two",
+            2_000,
+            None,
+        )])
+        .await
+        .unwrap();
+    store
+        .insert_archive_page(acc, None, vec![with_sid("alpha three", 3_000, "s3")])
+        .await
+        .unwrap();
+    store
+        .insert_live(acc, vec![with_sid("alpha four", 4_000, "s4")])
+        .await
+        .unwrap();
+    store
+        .insert_backfill_page(vec![
+            with_sid("alpha minus one", 400, "s-1"),
+            with_sid("alpha zero", 500, "s0"),
+        ])
+        .await
+        .unwrap();
+    // A duplicate is not stored, so not indexed twice.
+    let again = store
+        .insert_live(acc, vec![with_sid("alpha four", 4_000, "s4")])
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    let hits = store.search(acc, "alpha".into(), 10).await.unwrap();
+    let bodies: Vec<_> = hits.iter().map(|h| h.message.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        [
+            "alpha four",
+            "alpha three",
+            "alpha two",
+            "alpha one",
+            "alpha zero",
+            "alpha minus one"
+        ],
+        "newest first, also for history fetched backwards"
+    );
+    // A correction replaces the words; a retraction removes them.
+    store
+        .correct(
+            reference(acc, "friend@localhost", Direction::Incoming, "o1"),
+            "beta one".into(),
+        )
+        .await
+        .unwrap()
+        .expect("corrected");
+    assert_eq!(
+        store.search(acc, "alpha".into(), 10).await.unwrap().len(),
+        5
+    );
+    assert_eq!(store.search(acc, "beta".into(), 10).await.unwrap().len(), 1);
+    search_index_matches(&dir.path().join("natter.db"));
+}
+
+#[tokio::test]
+async fn messages_indexed_before_schema_7_stay_searchable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natter.db");
+    {
+        // A database as version 6 left it: indexed by the insert trigger.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in &schema::MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO account (id, jid, resource) VALUES (1, 'demo@localhost', 'natter');
+             INSERT INTO conversation (id, account_id, peer) VALUES (1, 1, 'friend@localhost');
+             INSERT INTO message (conversation_id, direction, sender, body, timestamp,
+                                  sort_key, state)
+             VALUES (1, 0, 'friend@localhost/phone', 'old words', 1000, 1000, 4);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).await.unwrap();
+    store
+        .insert_message(incoming(1, "friend@localhost", "new words", 2_000, None))
+        .await
+        .unwrap()
+        .expect("stored");
+    let hits = store.search(1, "words".into(), 10).await.unwrap();
+    let bodies: Vec<_> = hits.iter().map(|h| h.message.body.as_str()).collect();
+    assert_eq!(bodies, ["new words", "old words"]);
+    search_index_matches(&path);
+}
