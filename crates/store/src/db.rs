@@ -543,7 +543,7 @@ impl Db {
         batch: &mut Batch,
         m: &NewMessage,
         key_override: Option<i64>,
-        prepend: bool,
+        id: Option<i64>,
     ) -> Result<Option<Message>> {
         let conversation_id = batch.conversation(conn, m.account_id, &m.peer)?;
         let direction = i64::from(m.direction == Direction::Outgoing);
@@ -556,13 +556,6 @@ impl Db {
                     .query_row([conversation_id], |r| r.get(0))?;
                 newest.map_or(m.timestamp, |n| m.timestamp.max(n.saturating_add(1)))
             }
-        };
-        // Older history fetched backwards gets ids below everything stored, so that id
-        // order stays time order (search lists by id, newest first).
-        let below = if prepend {
-            Some(batch.lowest_id(conn)?.saturating_sub(1))
-        } else {
-            None
         };
         let inserted = conn
             .prepare_cached(
@@ -582,18 +575,13 @@ impl Db {
                 m.origin_id,
                 m.stanza_id,
                 m.reply_to,
-                below
+                id
             ])?;
         if inserted == 0 {
             return Ok(None);
         }
         let id = conn.last_insert_rowid();
-        if below.is_some() {
-            batch.lowest = Some(id);
-        }
-        // Not a trigger: see schema migration 7.
-        conn.prepare_cached("INSERT INTO message_fts(rowid, body) VALUES (?1, ?2)")?
-            .execute(params![id, m.body])?;
+        batch.index(id, &m.body);
         batch.touch(
             conversation_id,
             m.timestamp,
@@ -626,7 +614,7 @@ impl Db {
     pub fn insert_message(&mut self, m: &NewMessage) -> Result<Option<Message>> {
         let tx = self.conn.transaction()?;
         let mut batch = Batch::default();
-        let out = Self::insert_one(&tx, &mut batch, m, None, false)?;
+        let out = Self::insert_one(&tx, &mut batch, m, None, None)?;
         batch.finish(&tx)?;
         tx.commit()?;
         Ok(out)
@@ -637,7 +625,7 @@ impl Db {
         let mut batch = Batch::default();
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
-            if let Some(stored) = Self::insert_one(&tx, &mut batch, m, None, false)? {
+            if let Some(stored) = Self::insert_one(&tx, &mut batch, m, None, None)? {
                 out.push(stored);
             }
         }
@@ -692,7 +680,7 @@ impl Db {
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
             let key = anchor.map_or(m.timestamp, |a| m.timestamp.max(a.saturating_add(1)));
-            match Self::insert_one(&tx, &mut batch, m, Some(key), false)? {
+            match Self::insert_one(&tx, &mut batch, m, Some(key), None)? {
                 Some(stored) => {
                     anchor = Some(stored.sort_key);
                     out.push(stored);
@@ -709,6 +697,13 @@ impl Db {
         Ok(out)
     }
 
+    /// The lowest message id stored (1 when there is none: the first id SQLite gives).
+    fn lowest_id(conn: &Connection) -> Result<i64> {
+        Ok(conn
+            .prepare_cached("SELECT coalesce(min(id), 1) FROM message")?
+            .query_row([], |r| r.get(0))?)
+    }
+
     /// Stores a page of older history (oldest first) fetched backwards from our archive:
     /// each message sorts before everything already stored in its conversation, which
     /// came later in the archive. (Server stamps have one-second resolution: by stamp
@@ -718,7 +713,10 @@ impl Db {
         let mut batch = Batch::default();
         let mut ceiling: HashMap<(i64, String), Option<i64>> = HashMap::new();
         let mut out = Vec::with_capacity(msgs.len());
-        for m in msgs.iter().rev() {
+        // Older history gets ids below everything stored, in time order, so that id order
+        // stays time order (search lists by id, newest first); a duplicate leaves a gap.
+        let base = Self::lowest_id(&tx)?.saturating_sub(msgs.len() as i64);
+        for (i, m) in msgs.iter().enumerate().rev() {
             let slot = (m.account_id, m.peer.clone());
             let below = match ceiling.get(&slot) {
                 Some(c) => *c,
@@ -731,7 +729,7 @@ impl Db {
                 }
             };
             let key = below.map_or(m.timestamp, |c| m.timestamp.min(c.saturating_sub(1)));
-            match Self::insert_one(&tx, &mut batch, m, Some(key), true)? {
+            match Self::insert_one(&tx, &mut batch, m, Some(key), Some(base + i as i64))? {
                 Some(stored) => {
                     ceiling.insert(slot, Some(stored.sort_key));
                     out.push(stored);
@@ -754,7 +752,7 @@ impl Db {
         let mut batch = Batch::default();
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
-            if let Some(stored) = Self::insert_one(&tx, &mut batch, m, None, false)? {
+            if let Some(stored) = Self::insert_one(&tx, &mut batch, m, None, None)? {
                 out.push(stored);
             }
         }
@@ -955,8 +953,8 @@ struct Batch {
     ids: HashMap<i64, HashMap<String, i64>>,
     /// Conversation id → (newest timestamp, incoming messages added).
     touched: HashMap<i64, (i64, i64)>,
-    /// The lowest message id stored, once looked up.
-    lowest: Option<i64>,
+    /// Stored messages still to index for search: id, body.
+    unindexed: Vec<(i64, String)>,
 }
 
 impl Batch {
@@ -970,18 +968,6 @@ impl Batch {
         Ok(id)
     }
 
-    /// The lowest message id stored (1 when there is none: the first id SQLite gives).
-    fn lowest_id(&mut self, conn: &Connection) -> Result<i64> {
-        if let Some(id) = self.lowest {
-            return Ok(id);
-        }
-        let id: i64 = conn
-            .prepare_cached("SELECT coalesce(min(id), 1) FROM message")?
-            .query_row([], |r| r.get(0))?;
-        self.lowest = Some(id);
-        Ok(id)
-    }
-
     fn touch(&mut self, conversation_id: i64, timestamp: i64, incoming: bool) {
         let t = self
             .touched
@@ -991,7 +977,20 @@ impl Batch {
         t.1 += i64::from(incoming);
     }
 
-    fn finish(self, conn: &Connection) -> Result<()> {
+    fn index(&mut self, id: i64, body: &str) {
+        self.unindexed.push((id, body.to_owned()));
+    }
+
+    fn finish(mut self, conn: &Connection) -> Result<()> {
+        // Indexed here, not by a trigger (see schema migration 7), and in id order: FTS5
+        // writes its pending terms out as a segment whenever a rowid is not above the last
+        // one, and history fetched backwards is stored newest first, each below the last.
+        self.unindexed.sort_unstable_by_key(|(id, _)| *id);
+        let mut index =
+            conn.prepare_cached("INSERT INTO message_fts(rowid, body) VALUES (?1, ?2)")?;
+        for (id, body) in &self.unindexed {
+            index.execute(params![id, body])?;
+        }
         let mut update = conn.prepare_cached(
             "UPDATE conversation SET last_activity = max(last_activity, ?2),
                unread = unread + ?3 WHERE id = ?1",
