@@ -31,7 +31,9 @@ impl Xvfb {
             }
             let mut child = Command::new("Xvfb")
                 .arg(format!(":{n}"))
-                .args(["-screen", "0", "1024x700x24", "-nolisten", "tcp"])
+                // -noreset: by default the server resets when its last client leaves
+                // (a screenshot, a test's first app) and refuses connections meanwhile.
+                .args(["-screen", "0", "1024x700x24", "-nolisten", "tcp", "-noreset"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
