@@ -33,7 +33,14 @@ impl Xvfb {
                 .arg(format!(":{n}"))
                 // -noreset: by default the server resets when its last client leaves
                 // (a screenshot, a test's first app) and refuses connections meanwhile.
-                .args(["-screen", "0", "1024x700x24", "-nolisten", "tcp", "-noreset"])
+                .args([
+                    "-screen",
+                    "0",
+                    "1024x700x24",
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
