@@ -290,7 +290,7 @@ impl Db {
 
     /// Full-text search over one account's history, newest first: in id order, which is
     /// time order (history fetched backwards is stored below everything, see
-    /// `Db::insert_one`), so that FTS5 hands the newest matches first and a word found in
+    /// `Db::insert_backfill_page`), so that FTS5 hands the newest matches first and a word found in
     /// 100 000 messages costs no sort. Each word of `query` must appear (the last may be
     /// the start of a word); FTS5 syntax in the user's text is taken literally.
     pub fn search(&mut self, account_id: i64, query: &str, limit: u32) -> Result<Vec<SearchHit>> {

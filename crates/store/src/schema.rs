@@ -113,10 +113,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         features TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
-    // 7: new messages are indexed for search by the statement that stores them, not by a
-    // trigger. FTS5 writes its pending terms out as a new segment at every statement
-    // savepoint, and a trigger runs inside one: with it each stored message became a
-    // segment of its own to merge, which was two thirds of the cost of storing a message.
+    // 7: new messages are indexed for search by the transaction that stores them (at its
+    // end, `Batch::finish`), not by a trigger. FTS5 writes its pending terms out as a new
+    // segment at every statement savepoint, and a trigger runs inside one: with it each
+    // stored message became a segment of its own to merge, which was two thirds of the
+    // cost of storing a message.
     r#"
     DROP TRIGGER message_fts_insert;
     "#,
