@@ -14,21 +14,50 @@ use std::collections::HashMap;
 
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::bind::{BindQuery, BindResponse};
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
 use tokio_xmpp::parsers::mam::{Fin, Result_};
-use tokio_xmpp::parsers::message::Message;
 use tokio_xmpp::parsers::ns;
-use tokio_xmpp::xmlstream::{ReadError, XmppStreamElement};
-use tokio_xmpp::Stanza;
+use tokio_xmpp::parsers::stream_error::ReceivedStreamError;
+use tokio_xmpp::xmlstream::{ReadError, XmlStream, XmppStreamElement};
+use xso::FromXml;
 
 use crate::connection::{self, ConnectConfig, ConnectError};
+use crate::link::LinkControl;
 use crate::SessionError;
 
-type Stream = tokio_xmpp::xmlstream::XmppStream<
-    Box<dyn tokio_xmpp::connect::AsyncReadAndWrite + Send + 'static>,
->;
+type Stream =
+    XmlStream<Box<dyn tokio_xmpp::connect::AsyncReadAndWrite + Send + 'static>, ArchiveElement>;
+
+/// What the archive stream reads. Archive results are built into their types straight
+/// from the parser's events as the bytes arrive: no element tree for the `<result>`,
+/// no second parse of it. A `<message>` that is not an archive result fails to parse
+/// and is skipped whole; other elements are kept as elements, to be dropped.
+#[derive(FromXml, Debug)]
+#[xml()]
+enum ArchiveElement {
+    #[xml(transparent)]
+    Result(ResultMessage),
+    #[xml(transparent)]
+    Iq(Iq),
+    #[xml(transparent)]
+    StreamError(ReceivedStreamError),
+    #[xml(transparent)]
+    Other(Element),
+}
+
+/// A `<message>` carrying one archive result (XEP-0313 §4.1.2); other attributes and
+/// children are ignored.
+#[derive(FromXml, Debug)]
+#[xml(namespace = ns::DEFAULT_NS, name = "message")]
+struct ResultMessage {
+    #[xml(attribute(default))]
+    from: Option<Jid>,
+    #[xml(child)]
+    result: Result_,
+}
 
 /// The answer to one archive query: its `<fin/>` and the results before it;
 /// `NotConnected` when the archive stream broke (the server's own refusals are
@@ -52,14 +81,14 @@ impl ArchiveLink {
     pub(crate) async fn open(cfg: &ConnectConfig, own: BareJid) -> Result<Self, ConnectError> {
         let mut cfg = cfg.clone();
         cfg.resource = format!("{}-archive-{}", resource_base(&cfg.resource), nonce());
-        let conn = connection::connect_once(&cfg).await?;
-        if !conn.features.can_bind() {
+        let (mut stream, features, identity) =
+            connection::open_authenticated::<ArchiveElement>(&cfg, &LinkControl::default()).await?;
+        if !features.can_bind() {
             return Err(ConnectError::Protocol(
                 "the server offers no resource binding".into(),
             ));
         }
-        let mut stream = conn.stream;
-        let resource = conn.identity.resource().map(|r| r.to_string());
+        let resource = identity.resource().map(|r| r.to_string());
         let bind = Iq::from_set("archive-bind", BindQuery::new(resource));
         stream
             .send(&XmppStreamElement::Stanza(bind.into()))
@@ -67,16 +96,12 @@ impl ArchiveLink {
             .map_err(|e| ConnectError::Protocol(format!("binding: {e}")))?;
         loop {
             match read(&mut stream).await {
-                Some(Ok(XmppStreamElement::Stanza(Stanza::Iq(iq))))
-                    if iq.id() == "archive-bind" =>
-                {
-                    match iq {
-                        Iq::Result {
-                            payload: Some(p), ..
-                        } if BindResponse::try_from(p.clone()).is_ok() => break,
-                        _ => return Err(ConnectError::Protocol("binding refused".into())),
-                    }
-                }
+                Some(Ok(ArchiveElement::Iq(iq))) if iq.id() == "archive-bind" => match iq {
+                    Iq::Result {
+                        payload: Some(p), ..
+                    } if BindResponse::try_from(p.clone()).is_ok() => break,
+                    _ => return Err(ConnectError::Protocol("binding refused".into())),
+                },
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(ConnectError::Protocol(format!("binding: {e}"))),
                 None => return Err(ConnectError::Protocol("closed while binding".into())),
@@ -113,10 +138,10 @@ fn nonce() -> String {
     format!("{n:08x}")
 }
 
-async fn read(stream: &mut Stream) -> Option<Result<XmppStreamElement, ReadError>> {
+async fn read(stream: &mut Stream) -> Option<Result<ArchiveElement, ReadError>> {
     loop {
         match stream.next().await? {
-            Ok(el) => return Some(el.into_read_error()),
+            Ok(el) => return Some(Ok(el)),
             // Nothing came for a while: the stream is idle, not broken.
             Err(ReadError::SoftTimeout) => continue,
             Err(ReadError::ParseError(e)) => {
@@ -154,12 +179,12 @@ async fn run(mut stream: Stream, mut requests: mpsc::UnboundedReceiver<Request>,
                 }
             },
             el = read(&mut stream) => match el {
-                Some(Ok(XmppStreamElement::Stanza(Stanza::Message(m)))) => {
-                    take_result(m, &own, &mut pending)
+                Some(Ok(ArchiveElement::Result(m))) => take_result(m, &own, &mut pending),
+                Some(Ok(ArchiveElement::Iq(iq))) => answer(iq, &own, &mut pending),
+                Some(Ok(ArchiveElement::StreamError(e))) => break format!("{e:?}"),
+                Some(Ok(ArchiveElement::Other(el))) => {
+                    tracing::debug!(name = el.name(), "archive stream: element dropped")
                 }
-                Some(Ok(XmppStreamElement::Stanza(Stanza::Iq(iq)))) => answer(iq, &own, &mut pending),
-                Some(Ok(XmppStreamElement::StreamError(e))) => break format!("{e:?}"),
-                Some(Ok(_)) => {}
                 Some(Err(e)) => break e.to_string(),
                 None => break "closed".to_owned(),
             },
@@ -173,17 +198,9 @@ async fn run(mut stream: Stream, mut requests: mpsc::UnboundedReceiver<Request>,
 
 /// A result of one of our queries, from our own archive only (XEP-0313 §4.1: from our
 /// bare JID, or no `from`).
-fn take_result(m: Message, own: &BareJid, pending: &mut HashMap<String, Pending>) {
+fn take_result(m: ResultMessage, own: &BareJid, pending: &mut HashMap<String, Pending>) {
     let own_archive = crate::roster::push_allowed(m.from.as_ref(), own);
-    let Some(result) = m
-        .payloads
-        .into_iter()
-        .find(|p| p.is("result", ns::MAM))
-        .and_then(|p| Result_::try_from(p).ok())
-    else {
-        tracing::debug!("archive stream: a message that is no archive result dropped");
-        return;
-    };
+    let result = m.result;
     let query = result.queryid.as_ref().and_then(|q| pending.get_mut(&q.0));
     match (own_archive, query) {
         (true, Some(p)) => p.results.push(result),
@@ -236,7 +253,7 @@ mod tests {
         "alice@example.org".parse().unwrap()
     }
 
-    fn result_message(from: Option<&str>, queryid: &str, text: &str) -> Message {
+    fn result_message(from: Option<&str>, queryid: &str, text: &str) -> ResultMessage {
         let xml = format!(
             "<message xmlns='jabber:client' {}to='alice@example.org/a'>\
              <result xmlns='urn:xmpp:mam:2' queryid='{queryid}' id='s1'>\
@@ -246,8 +263,7 @@ mod tests {
              <body>{text}</body></message></forwarded></result></message>",
             from.map(|f| format!("from='{f}' ")).unwrap_or_default()
         );
-        let el: tokio_xmpp::minidom::Element = xml.parse().unwrap();
-        Message::try_from(el).unwrap()
+        xso::from_bytes(xml.as_bytes()).unwrap()
     }
 
     fn waiting(id: &str) -> (HashMap<String, Pending>, oneshot::Receiver<Answer>) {
@@ -289,6 +305,55 @@ mod tests {
             &mut pending,
         );
         assert_eq!(pending["q1"].results.len(), 2);
+    }
+
+    #[test]
+    fn the_stream_reads_results_answers_and_skips_the_rest() {
+        let read = |xml: &str| xso::from_bytes::<ArchiveElement>(xml.as_bytes());
+        let xml = "<message xmlns='jabber:client' to='alice@example.org/a' id='x'>\
+             <result xmlns='urn:xmpp:mam:2' queryid='q1' id='s1'>\
+             <forwarded xmlns='urn:xmpp:forward:0'>\
+             <delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/>\
+             <message xmlns='jabber:client' from='bob@example.org/x' to='alice@example.org' \
+             type='chat' id='m1'><body>hi</body><markable xmlns='urn:xmpp:chat-markers:0'/>\
+             </message></forwarded></result><other xmlns='urn:example'/></message>";
+        let Ok(ArchiveElement::Result(m)) = read(xml) else {
+            panic!("an archive result is read as one");
+        };
+        assert_eq!(m.from, None);
+        assert_eq!(m.result.id, "s1");
+        assert_eq!(m.result.queryid.as_ref().map(|q| q.0.as_str()), Some("q1"));
+        let inner = &m.result.forwarded.message;
+        assert_eq!(inner.bodies.get("").map(String::as_str), Some("hi"));
+        assert_eq!(
+            inner.payloads.len(),
+            1,
+            "the inner message keeps its payloads"
+        );
+        assert!(m.result.forwarded.delay.is_some());
+
+        // A message that is no archive result, or a broken one: an error for that
+        // element only (the stream skips it).
+        assert!(read(
+            "<message xmlns='jabber:client' from='bob@example.org'><body>x</body></message>"
+        )
+        .is_err());
+        assert!(read(
+            "<message xmlns='jabber:client'><result xmlns='urn:xmpp:mam:2' id='s1'/></message>"
+        )
+        .is_err());
+        assert!(matches!(
+            read("<iq xmlns='jabber:client' type='result' id='archive-bind'/>"),
+            Ok(ArchiveElement::Iq(_))
+        ));
+        assert!(matches!(
+            read("<presence xmlns='jabber:client' from='bob@example.org/x'/>"),
+            Ok(ArchiveElement::Other(_))
+        ));
+        assert!(matches!(
+            read("<r xmlns='urn:xmpp:sm:3'/>"),
+            Ok(ArchiveElement::Other(_))
+        ));
     }
 
     #[test]

@@ -18,16 +18,19 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::rustls::{self, pki_types::ServerName, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
+use tokio_xmpp::connect::AsyncReadAndWrite;
 use tokio_xmpp::connect::DnsConfig;
 use tokio_xmpp::error::{AuthError, Error as XmppError, ProtocolError};
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
 use tokio_xmpp::parsers::sasl::DefinedCondition;
+use tokio_xmpp::parsers::stream_features::StreamFeatures;
 use tokio_xmpp::parsers::{ns, starttls};
 use tokio_xmpp::stanzastream::{Connection, StanzaStream};
 use tokio_xmpp::xmlstream::{
     initiate_stream, PendingFeaturesRecv, ReadError, RecvFeaturesError, StreamHeader, Timeouts,
-    XmppStream, XmppStreamElement,
+    XmlStream, XmppStream, XmppStreamElement,
 };
+use xso::FromXml;
 
 use crate::link::{Link, LinkControl};
 
@@ -652,6 +655,29 @@ pub async fn connect_once_with(
     cfg: &ConnectConfig,
     link: &LinkControl,
 ) -> Result<Connection, ConnectError> {
+    let (stream, features, identity) = open_authenticated(cfg, link).await?;
+    Ok(Connection {
+        stream,
+        features,
+        identity,
+    })
+}
+
+/// A stream whose elements are read as `T`, authenticated and not yet bound, with
+/// the server's features and the JID to bind.
+pub(crate) type Authenticated<T> = (
+    XmlStream<Box<dyn AsyncReadAndWrite + Send + 'static>, T>,
+    StreamFeatures,
+    Jid,
+);
+
+/// Opens the stream (TLS, certificate checks, SASL) and has it read elements as `T`:
+/// [`XmppStreamElement`]s for the session, a narrower type for a stream that expects
+/// only a few kinds of elements.
+pub(crate) async fn open_authenticated<T: FromXml + std::fmt::Debug>(
+    cfg: &ConnectConfig,
+    link: &LinkControl,
+) -> Result<Authenticated<T>, ConnectError> {
     let domain = cfg.jid.domain().as_str().to_owned();
     let username = cfg
         .jid
@@ -703,11 +729,7 @@ pub async fn connect_once_with(
                 .map_err(|e| ConnectError::Protocol(format!("bad resource: {e}")))?,
         )
     };
-    Ok(Connection {
-        stream: stream.box_stream(),
-        features,
-        identity,
-    })
+    Ok((stream.box_stream(), features, identity))
 }
 
 /// What the connector tells the session about its attempts.
