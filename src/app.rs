@@ -312,7 +312,8 @@ pub struct Widgets {
     window: adw::ApplicationWindow,
     toasts: adw::ToastOverlay,
     stack: gtk::Stack,
-    signin: SignInPage,
+    /// Built the first time it is shown (see [`Widgets::signin`]).
+    signin: Option<SignInPage>,
     leaflet: adw::Leaflet,
     sidebar_page: gtk::Box,
     content_page: gtk::Box,
@@ -357,6 +358,24 @@ fn banner(label: &gtk::Label, buttons: &[&gtk::Button], class: &str) -> gtk::Rev
         .child(&bar)
         .transition_type(gtk::RevealerTransitionType::SlideDown)
         .build()
+}
+
+impl Widgets {
+    /// The sign-in page, built the first time it is needed. A start with an account
+    /// never shows it, and GTK would load the icons of its rows anyway: its expander
+    /// arrow exists only as SVG, and the first SVG icon maps librsvg (12 MB resident).
+    fn signin(&mut self, sender: &ComponentSender<App>) -> &SignInPage {
+        let stack = &self.stack;
+        self.signin.get_or_insert_with(|| {
+            let s = sender.clone();
+            let page = SignInPage::new(move || s.input(Input::SignIn));
+            let s = sender.clone();
+            page.cancel
+                .connect_clicked(move |_| s.input(Input::SignInCancel));
+            stack.add_named(&page.root, Some("signin"));
+            page
+        })
+    }
 }
 
 impl App {
@@ -1402,14 +1421,6 @@ impl Component for App {
         crate::perf::watch_frames(&root);
         install_actions(&sender);
 
-        // Sign-in page.
-        let s = sender.clone();
-        let signin = SignInPage::new(move || s.input(Input::SignIn));
-        let s = sender.clone();
-        signin
-            .cancel
-            .connect_clicked(move |_| s.input(Input::SignInCancel));
-
         // Sidebar.
         let s = sender.clone();
         let conversations = ConversationList::new(move |key| s.input(Input::Open(key)));
@@ -1624,6 +1635,7 @@ impl Component for App {
             .title(tr("No Conversation Selected"))
             .description(tr("Choose a conversation on the left, or start a new one."))
             .vexpand(true)
+            .css_classes(["natter-empty-chat"])
             .build();
         let chat_stack = gtk::Stack::new();
         chat_stack.add_named(&empty, Some("empty"));
@@ -1701,7 +1713,6 @@ impl Component for App {
             .transition_type(gtk::StackTransitionType::Crossfade)
             .build();
         stack.add_named(&loading, Some("loading"));
-        stack.add_named(&signin.root, Some("signin"));
         stack.add_named(&leaflet, Some("main"));
         let toasts = adw::ToastOverlay::new();
         toasts.set_child(Some(&stack));
@@ -1752,7 +1763,7 @@ impl Component for App {
             window: root.clone(),
             toasts,
             stack,
-            signin,
+            signin: None,
             leaflet,
             sidebar_page,
             content_page,
@@ -1933,10 +1944,10 @@ impl Component for App {
                 if self.signing_in {
                     return;
                 }
-                match w.signin.form() {
+                match w.signin(&sender).form() {
                     Ok(form) => {
                         self.signing_in = true;
-                        w.signin.set_busy(true);
+                        w.signin(&sender).set_busy(true);
                         let pinned = self
                             .trusted
                             .as_ref()
@@ -1947,13 +1958,13 @@ impl Component for App {
                             Command::SignedIn(Box::new(result), form)
                         });
                     }
-                    Err(why) => w.signin.show_error(&why),
+                    Err(why) => w.signin(&sender).show_error(&why),
                 }
             }
             Input::SignInTrusted(form, sha256) => {
                 self.trusted = Some((form.jid.clone(), sha256.clone()));
                 self.signing_in = true;
-                w.signin.set_busy(true);
+                w.signin(&sender).set_busy(true);
                 sender.oneshot_command(async move {
                     let result = backend::sign_in(form.clone(), Some(sha256)).await;
                     Command::SignedIn(Box::new(result), form)
@@ -1965,9 +1976,9 @@ impl Component for App {
                 }
             }
             Input::AddAccount => {
-                w.signin.reset(!self.accounts.is_empty());
+                w.signin(&sender).reset(!self.accounts.is_empty());
                 w.stack.set_visible_child_name("signin");
-                w.signin.address.grab_focus();
+                w.signin(&sender).address.grab_focus();
             }
             Input::RemoveAccount(jid) => {
                 let Some(id) = self
@@ -2262,14 +2273,14 @@ impl Component for App {
                     }
                 }
                 if !any {
-                    w.signin.reset(false);
+                    w.signin(&sender).reset(false);
                     w.stack.set_visible_child_name("signin");
-                    w.signin.address.grab_focus();
+                    w.signin(&sender).address.grab_focus();
                 }
             }
             Command::Started(Err(e)) => {
-                w.signin.reset(false);
-                w.signin
+                w.signin(&sender).reset(false);
+                w.signin(&sender)
                     .show_error(&format!("{}: {e}", tr("Natter cannot open its data")));
                 w.stack.set_visible_child_name("signin");
             }
@@ -2402,7 +2413,7 @@ impl Component for App {
                 self.signing_in = false;
                 match *result {
                     Ok((started, seen)) => {
-                        w.signin.set_busy(false);
+                        w.signin(&sender).set_busy(false);
                         self.adopt(started, w, &sender);
                         for ev in seen {
                             self.on_event(ev, w, &sender);
@@ -2411,10 +2422,9 @@ impl Component for App {
                     Err(SignInError::Connect(ConnectError::Certificate(problem)))
                         if !problem.sha256.is_empty() =>
                     {
-                        w.signin
-                            .show_error(&signin::error_words(&ConnectError::Certificate(
-                                problem.clone(),
-                            )));
+                        w.signin(&sender).show_error(&signin::error_words(
+                            &ConnectError::Certificate(problem.clone()),
+                        ));
                         let s = sender.clone();
                         let sha = problem.sha256.clone();
                         let server = form.host.clone().unwrap_or_else(|| {
@@ -2430,14 +2440,16 @@ impl Component for App {
                         });
                     }
                     Err(SignInError::Connect(e)) => {
-                        w.signin.show_error(&signin::error_words(&e));
+                        w.signin(&sender).show_error(&signin::error_words(&e));
                         // Put the cursor where the fix goes.
                         match e {
-                            ConnectError::WrongPassword(_) => w.signin.password.grab_focus(),
-                            _ => w.signin.address.grab_focus(),
+                            ConnectError::WrongPassword(_) => {
+                                w.signin(&sender).password.grab_focus()
+                            }
+                            _ => w.signin(&sender).address.grab_focus(),
                         };
                     }
-                    Err(SignInError::Other(e)) => w.signin.show_error(&e),
+                    Err(SignInError::Other(e)) => w.signin(&sender).show_error(&e),
                 }
             }
             Command::Restarted(id, Ok(started)) => {
@@ -2471,9 +2483,9 @@ impl Component for App {
                 self.refresh_accounts_menu(w);
                 self.refresh_banner(w);
                 if self.accounts.is_empty() {
-                    w.signin.reset(false);
+                    w.signin(&sender).reset(false);
                     w.stack.set_visible_child_name("signin");
-                    w.signin.address.grab_focus();
+                    w.signin(&sender).address.grab_focus();
                 }
             }
             Command::Presences(key, list) => {

@@ -113,6 +113,13 @@ async fn ticks_typing_corrections_replies_reactions_retraction_and_search() {
     })
     .await;
     wait_stored(&db, account_id, "the archive", |p| p.len() >= 3).await;
+    // The main view is drawn with its icons, all from PNG: no SVG renderer in memory
+    // (librsvg and the libraries it brings are 12 MB resident).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !app.maps_library("librsvg"),
+        "an icon was drawn from SVG: keep icons at sizes Adwaita ships as PNG (up to 96 px)"
+    );
 
     // Open friend's chat and write.
     x.key(&["ctrl+f"]);

@@ -159,6 +159,14 @@ impl App {
         self.child.id()
     }
 
+    /// Whether a shared library whose file name contains `name` is mapped into the app.
+    pub fn maps_library(&self, name: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/maps", self.pid()))
+            .expect("the app's memory map")
+            .lines()
+            .any(|l| l.rsplit('/').next().is_some_and(|f| f.contains(name)))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -277,6 +277,11 @@ impl Db {
         Ok(Db { conn })
     }
 
+    pub fn release_memory(&mut self) -> Result<()> {
+        self.conn.execute_batch("PRAGMA shrink_memory")?;
+        Ok(())
+    }
+
     pub fn upsert_account(&mut self, a: &Account) -> Result<i64> {
         if a.jid.is_empty() || a.jid.contains('/') {
             return Err(StoreError::Invalid(format!("not a bare JID: {:?}", a.jid)));

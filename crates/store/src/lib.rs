@@ -351,6 +351,13 @@ impl Store {
             .await
     }
 
+    /// Frees the database's page cache and its cached statements' memory (SQLite's
+    /// `shrink_memory`): after a history sync, what was read and written for it is not
+    /// needed again soon.
+    pub async fn release_memory(&self) -> Result<()> {
+        self.call(|db| db.release_memory()).await
+    }
+
     /// Full-text search over an account's messages, newest first.
     pub async fn search(
         &self,

@@ -932,3 +932,31 @@ async fn messages_indexed_before_schema_7_stay_searchable() {
     assert_eq!(bodies, ["new words", "old words"]);
     search_index_matches(&path);
 }
+
+#[tokio::test]
+async fn releasing_memory_keeps_everything() {
+    let (_dir, store) = open().await;
+    let acc = store
+        .upsert_account(account("demo@localhost"))
+        .await
+        .unwrap();
+    let msgs = (0..300)
+        .map(|i| incoming(acc, "friend@localhost", &format!("note {i}"), i, None))
+        .collect();
+    store.insert_messages(msgs).await.unwrap();
+    store.release_memory().await.expect("cache freed");
+    // The cached statements and pages are rebuilt on the next use.
+    assert_eq!(
+        store.search(acc, "note".into(), 500).await.unwrap().len(),
+        300
+    );
+    store
+        .insert_message(incoming(acc, "friend@localhost", "after", 301, None))
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(
+        oldest_first(&store, acc, "friend@localhost").await.len(),
+        100
+    );
+}
