@@ -930,6 +930,8 @@ impl App {
                 }
             }
             Event::Avatar { jid, path } => crate::ui::avatar::set_picture(&jid, path),
+            // What the server's requests after sign-in held is freed: it goes back too.
+            Event::Settled => crate::perf::release_memory(),
         }
     }
 
@@ -2253,6 +2255,7 @@ impl Component for App {
                 | Event::HistorySync { done: false, .. }
                 | Event::Presence { .. }
                 | Event::Avatar { .. }
+                | Event::Settled
                 | Event::ChatState { .. }
                 | Event::MessageState { .. }
         )) {

@@ -604,3 +604,132 @@ async fn a_fresh_device_fetches_the_whole_archive_newest_first() {
     assert_eq!(history.len(), 601);
     assert_eq!(history[0].body, "after the restart");
 }
+
+/// Our presence goes out at sign-in without caps, and again with them once the history
+/// is in: the server's PEP work for every contact (XEP-0163 §4.3) comes after the
+/// archive, not during it. Seen from a contact's raw stream.
+#[tokio::test]
+async fn caps_follow_the_history_sync() {
+    use natter_core::disco::own_caps;
+    use tokio_xmpp::parsers::caps::Caps;
+    use tokio_xmpp::parsers::presence::Type;
+
+    let p = server(&["demo", "friend"]);
+    let mut demo = device(&p, "demo", "laptop").await;
+    let mut friend = device(&p, "friend", "natter").await;
+    befriend(&mut demo, &mut friend).await.expect("befriend");
+    demo.handle.disconnect().await.expect("demo signs off");
+    // Two pages of history for demo's next device.
+    let mut last = 0;
+    for i in 0..300 {
+        last = friend
+            .handle
+            .send_message("demo@localhost", &format!("while away {i:03}"))
+            .await
+            .unwrap()
+            .id;
+    }
+    friend.acked(last, T).await.expect("archived");
+
+    let mut watch = raw(&p, "friend").await;
+    send_raw(&mut watch, "<presence xmlns='jabber:client'/>").await;
+    let mut demo = device(&p, "demo", "phone").await;
+    let own = own_caps();
+    let mut first: Option<std::time::Instant> = None;
+    let caps = loop {
+        let ev = tokio::time::timeout(T, futures::StreamExt::next(&mut watch))
+            .await
+            .expect("demo's presences come")
+            .expect("the stream stays open");
+        let tokio_xmpp::stanzastream::Event::Stanza(tokio_xmpp::Stanza::Presence(pres)) = ev else {
+            continue;
+        };
+        let from_phone = pres
+            .from
+            .as_ref()
+            .is_some_and(|f| f.to_string() == "demo@localhost/phone");
+        if !from_phone || pres.type_ != Type::None {
+            continue;
+        }
+        let caps = pres
+            .payloads
+            .iter()
+            .find_map(|e| Caps::try_from(e.clone()).ok());
+        match (first, caps) {
+            (None, caps) => {
+                assert!(caps.is_none(), "the first presence has no caps: {caps:?}");
+                first = Some(std::time::Instant::now());
+            }
+            (Some(_), Some(caps)) => break caps,
+            (Some(_), None) => {}
+        }
+    };
+    assert_eq!(
+        (caps.node.as_str(), &caps.hash),
+        (own.node.as_str(), &own.hash)
+    );
+    // Well before the longest hold (20 s): it was the end of the sync that sent them.
+    let held = first.map(|t| t.elapsed()).unwrap_or_default();
+    assert!(held < Duration::from_secs(10), "caps after {held:?}");
+    // By then the whole history is stored and the sync has said it is over.
+    assert_eq!(
+        demo.handle
+            .history("friend@localhost", None, 1000)
+            .await
+            .unwrap()
+            .len(),
+        300
+    );
+    demo.wait_for(Duration::from_millis(1), |e| {
+        matches!(e, Event::HistorySync { done: true, .. })
+    })
+    .await
+    .expect("the sync ended before the caps went out");
+}
+
+/// A burst of disco#info queries (what a PEP service asks on behalf of every contact once
+/// our presence has caps): once the server has taken all our answers, the app hears
+/// `Settled` (and gives memory back). A few queries are no burst.
+#[tokio::test]
+async fn a_burst_of_answers_ends_settled() {
+    let p = server(&["demo", "mallory"]);
+    let mut demo = device(&p, "demo", "laptop").await;
+    let mut mallory = raw(&p, "mallory").await;
+    let mut ask = async |from: usize, to: usize| {
+        for i in from..to {
+            send_raw(
+                &mut mallory,
+                &format!(
+                    "<iq xmlns='jabber:client' type='get' id='d{i}' to='demo@localhost/laptop'>\
+                     <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+                ),
+            )
+            .await;
+        }
+        let mut answered = from;
+        while answered < to {
+            let ev = tokio::time::timeout(T, futures::StreamExt::next(&mut mallory))
+                .await
+                .expect("answers come")
+                .expect("the stream stays open");
+            if let tokio_xmpp::stanzastream::Event::Stanza(tokio_xmpp::Stanza::Iq(iq)) = ev {
+                let el = tokio_xmpp::minidom::Element::from(iq);
+                if el.attr("type") == Some("result") {
+                    answered += 1;
+                }
+            }
+        }
+    };
+    let settled = |e: &Event| matches!(e, Event::Settled);
+    ask(0, 5).await;
+    assert!(
+        demo.wait_for(Duration::from_secs(3), settled)
+            .await
+            .is_none(),
+        "five answers are no burst"
+    );
+    ask(5, 30).await;
+    demo.wait_for(T, settled)
+        .await
+        .expect("the burst is over once the server took every answer");
+}

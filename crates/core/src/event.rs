@@ -69,6 +69,11 @@ pub enum Event {
         stored: usize,
         done: bool,
     },
+    /// A burst of answers to the server's queries has been taken by the server (a
+    /// PEP service asking for our caps on behalf of every contact once our presence
+    /// carries them, XEP-0163 §4.3): the stanzas kept until then for a resumption are
+    /// freed. A moment to give memory back, like the end of a sync.
+    Settled,
     /// A contact's (or our own) avatar changed: the verified picture in the cache, or
     /// `None` when it was removed (XEP-0084, XEP-0153).
     Avatar {

@@ -22,7 +22,8 @@ const LINK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 const PAGE: usize = 250;
 
 /// Catches up in the background. `second_stream`: how to sign in again for an archive
-/// stream of its own ([`ArchiveLink`]) when there is more than one page to fetch.
+/// stream of its own ([`ArchiveLink`]) when there is more than one page to fetch. Once it
+/// is over, stream `generation`'s presence gets its caps ([`Internal::AnnounceCaps`]).
 pub(crate) fn spawn_catch_up(
     store: Store,
     account_id: i64,
@@ -30,6 +31,7 @@ pub(crate) fn spawn_catch_up(
     internal: mpsc::UnboundedSender<Internal>,
     events: mpsc::UnboundedSender<AccountEvent>,
     second_stream: Option<ConnectConfig>,
+    generation: u64,
 ) {
     tokio::spawn(async move {
         let mut source = Source {
@@ -42,6 +44,7 @@ pub(crate) fn spawn_catch_up(
             Ok(n) => tracing::info!(stored = n, "archive catch-up complete"),
             Err(e) => tracing::warn!(error = %e, "archive catch-up stopped"),
         }
+        let _ = internal.send(Internal::AnnounceCaps(generation));
         // What our other devices read meanwhile (they name messages now stored).
         crate::mds::sync(&store, account_id, &jid, &internal, &events).await;
     });

@@ -38,6 +38,15 @@ pub fn own_presence(
     p
 }
 
+/// `p` without its XEP-0115 caps. For the first seconds of a stream (see
+/// `Session::announce_caps`): a caps hash in our presence makes the server do work for
+/// every contact, and that work is better done after the history is in.
+pub fn without_caps(mut p: Presence) -> Presence {
+    p.payloads
+        .retain(|e| !e.is("c", tokio_xmpp::parsers::ns::CAPS));
+    p
+}
+
 pub fn resource_presence(p: &Presence) -> ResourcePresence {
     ResourcePresence {
         availability: match p.show {
@@ -114,6 +123,19 @@ impl PresenceTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caps_are_taken_out_and_the_rest_kept() {
+        let p = own_presence(Some(Availability::Away), Some("lunch"), 5);
+        assert!(p
+            .payloads
+            .iter()
+            .any(|e| e.is("c", tokio_xmpp::parsers::ns::CAPS)));
+        let bare = without_caps(p.clone());
+        assert!(bare.payloads.is_empty());
+        assert_eq!(resource_presence(&bare), resource_presence(&p));
+        assert_eq!(bare.type_, Type::None);
+    }
 
     #[test]
     fn tracks_resources() {

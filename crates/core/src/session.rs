@@ -37,6 +37,30 @@ pub(crate) const IQ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much avatar news is kept while the roster is on its way (one PEP notification
 /// and one presence per contact for a roster of 2 500).
 const MAX_EARLY_AVATARS: usize = 5_000;
+/// The longest our presence goes without caps after a sign-in, for a history sync that
+/// does not end ([`Session::announce_caps`]).
+const CAPS_HOLD: Duration = Duration::from_secs(20);
+
+/// How many answers make a burst worth an [`Event::Settled`] once they are all taken.
+const ANSWER_BURST: usize = 20;
+
+/// How long no answer may be outstanding before a burst counts as over.
+const ANSWERS_QUIET: Duration = Duration::from_secs(1);
+
+/// Our answers to disco#info queries. Stream management keeps every stanza we send until
+/// the server acknowledges it, and each answer is a tree of ~40 elements (~30 KB as
+/// minidom holds it): the 500 a PEP service asks for at once, for a roster of 500, held
+/// 14 MB until the server caught up with them. Once such a burst is taken the app is told
+/// ([`Event::Settled`]) to give the freed memory back.
+#[derive(Default)]
+struct Answers {
+    /// Sent, not yet taken by the server.
+    outstanding: usize,
+    /// Sent since the last `Settled`.
+    burst: usize,
+    /// Changes with every answer: a quiet check for an older count is stale.
+    count: u64,
+}
 
 /// Avatar news that came before the roster (see `Session::early_avatars`).
 enum EarlyAvatar {
@@ -106,6 +130,13 @@ pub(crate) enum Internal {
     RefreshIceServers(u64),
     /// Our avatar changed: presence goes out again so XEP-0153 contacts learn it.
     AvatarPublished,
+    /// The archive catch-up of stream generation `.0` is over, or it took too long:
+    /// our presence goes out again, with its caps ([`Session::announce_caps`]).
+    AnnounceCaps(u64),
+    /// The server took (acknowledged) a disco#info answer of ours, or it was dropped.
+    AnswerTaken,
+    /// Whether the burst of answers counted as `.0` is over ([`Answers`]).
+    AnswersQuiet(u64),
 }
 
 #[derive(Debug)]
@@ -187,6 +218,8 @@ pub fn start(
         mam_routes: HashMap::new(),
         presences: PresenceTable::default(),
         own_presence: own_presence(Some(Availability::Available), None, 0),
+        caps_held: false,
+        answers: Answers::default(),
         waiting: BTreeMap::new(),
         in_flight: HashMap::new(),
         recent_acked: VecDeque::new(),
@@ -243,6 +276,9 @@ struct Session {
     mam_routes: HashMap<String, mpsc::UnboundedSender<mam::Result_>>,
     presences: PresenceTable,
     own_presence: Presence,
+    /// This stream's presence went out without caps, until the history is in.
+    caps_held: bool,
+    answers: Answers,
     /// Outbox entries not yet handed to the stream, by message id (= send order).
     waiting: BTreeMap<i64, OutboxEntry>,
     /// Handed to the stream, not yet acknowledged by the server.
@@ -284,6 +320,31 @@ fn now_ms() -> i64 {
 }
 
 impl Session {
+    /// Our presence as it goes out now: without caps while they are held back.
+    fn outgoing(&self, p: Presence) -> Presence {
+        if self.caps_held {
+            crate::presence::without_caps(p)
+        } else {
+            p
+        }
+    }
+
+    /// Sends our presence again, now with its caps (XEP-0115), once the history sync of
+    /// this stream is over (at most [`CAPS_HOLD`] after sign-in). A caps hash is what
+    /// makes the server's PEP service act for every contact (XEP-0163 §4.3): it asks us
+    /// what we support, then sends each contact's last items we notify for (avatars,
+    /// read positions, bookmarks), and keeps a subscription per contact. With 500
+    /// contacts that is several CPU-seconds of a single-threaded Prosody, which, done
+    /// while it reads out the archive, delayed a 20 000-message sync by as much. Until
+    /// then contacts see us online and messages flow; only PEP news waits.
+    async fn announce_caps(&mut self) {
+        if std::mem::take(&mut self.caps_held) {
+            tracing::debug!("history in: presence with caps");
+            let presence = self.own_presence.clone();
+            self.send(Stanza::Presence(presence)).await;
+        }
+    }
+
     fn emit(&self, event: Event) {
         let _ = self.events.send(AccountEvent {
             account_id: self.account_id,
@@ -462,9 +523,16 @@ impl Session {
                 self.online = true;
                 // Presence first: contacts see us online without waiting for the server
                 // to serialise a large roster (RFC 6121 §4.2 allows either order; our
-                // presence handling does not depend on the roster).
-                let presence = self.own_presence.clone();
+                // presence handling does not depend on the roster). Its caps come once
+                // the history is in (`announce_caps`).
+                self.caps_held = true;
+                let presence = self.outgoing(self.own_presence.clone());
                 self.send(Stanza::Presence(presence)).await;
+                let (internal, generation) = (self.internal_tx.clone(), self.generation);
+                tokio::spawn(async move {
+                    tokio::time::sleep(CAPS_HOLD).await;
+                    let _ = internal.send(Internal::AnnounceCaps(generation));
+                });
                 self.emit(Event::Connection(ConnectionState::Online {
                     jid: bound_jid.to_string(),
                     resumed: false,
@@ -502,6 +570,7 @@ impl Session {
                     self.internal_tx.clone(),
                     self.events.clone(),
                     Some(self.connect.clone()),
+                    self.generation,
                 );
                 self.pump_outbox().await;
             }
@@ -703,7 +772,19 @@ impl Session {
                 payload: None,
             }
         };
-        self.send(Stanza::Iq(iq)).await;
+        let Some(mut token) = self.send(Stanza::Iq(iq)).await else {
+            return;
+        };
+        let a = &mut self.answers;
+        a.outstanding += 1;
+        a.burst += 1;
+        a.count += 1;
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            // Acknowledged, or gone from the queue (no stream management, a broken stream).
+            token.wait_for(StanzaStage::Acked).await;
+            let _ = internal.send(Internal::AnswerTaken);
+        });
     }
 
     /// XEP-0199 keep-alive: ping the server after a silence; cut a connection whose
@@ -1235,6 +1316,7 @@ impl Session {
                     self.own_presence = p.clone();
                 }
                 if self.online {
+                    let p = self.outgoing(p);
                     self.send(Stanza::Presence(p)).await;
                 }
                 let _ = reply.send(Ok(()));
@@ -1638,8 +1720,32 @@ impl Session {
             }
             Internal::AvatarPublished => {
                 if self.online {
-                    let presence = self.own_presence.clone();
+                    let presence = self.outgoing(self.own_presence.clone());
                     self.send(Stanza::Presence(presence)).await;
+                }
+            }
+            Internal::AnnounceCaps(generation) => {
+                if generation == self.generation && self.online {
+                    self.announce_caps().await;
+                }
+            }
+            Internal::AnswerTaken => {
+                let a = &mut self.answers;
+                a.outstanding = a.outstanding.saturating_sub(1);
+                if a.outstanding == 0 && a.burst >= ANSWER_BURST {
+                    let (internal, count) = (self.internal_tx.clone(), a.count);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(ANSWERS_QUIET).await;
+                        let _ = internal.send(Internal::AnswersQuiet(count));
+                    });
+                }
+            }
+            Internal::AnswersQuiet(count) => {
+                let a = &mut self.answers;
+                if count == a.count && a.outstanding == 0 && a.burst >= ANSWER_BURST {
+                    tracing::debug!(answers = a.burst, "a burst of answers taken");
+                    a.burst = 0;
+                    self.emit(Event::Settled);
                 }
             }
             Internal::RefreshIceServers(generation) => {
