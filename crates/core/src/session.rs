@@ -583,6 +583,8 @@ impl Session {
                     jid: self.jid.to_string(),
                     resumed: true,
                 }));
+                // The signal to send them may have come while we were away.
+                self.announce_caps().await;
                 self.pump_outbox().await;
             }
             StreamEvent::Suspended => {
