@@ -8,7 +8,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use natter_core::Event;
 use natter_testkit::{befriend, Peer, Prosody};
 use relm4::gtk::gdk_pixbuf::{Colorspace, Pixbuf};
@@ -17,7 +16,7 @@ use tokio_xmpp::stanzastream::StanzaStream;
 
 mod common;
 
-use common::{raw, send_raw, server};
+use common::{iq_raw, raw, send_raw, server};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -260,24 +259,6 @@ async fn an_offline_contacts_avatar_arrives_at_sign_in_without_asking() {
             .unwrap(),
         vec![("owner@localhost".to_string(), hash)]
     );
-}
-
-/// Sends an IQ and waits for its result (panics on an error answer).
-async fn iq_raw(s: &mut StanzaStream, xml: &str, id: &str) {
-    send_raw(s, xml).await;
-    loop {
-        match tokio::time::timeout(T, s.next()).await {
-            Ok(Some(tokio_xmpp::stanzastream::Event::Stanza(tokio_xmpp::Stanza::Iq(iq)))) => {
-                let el = tokio_xmpp::minidom::Element::from(iq);
-                if el.attr("id") == Some(id) {
-                    assert_eq!(el.attr("type"), Some("result"), "{id}: {el:?}");
-                    return;
-                }
-            }
-            Ok(Some(_)) => continue,
-            other => panic!("no answer to {id}: {other:?}"),
-        }
-    }
 }
 
 /// Publishes an item on mallory's own PEP node, open to everyone.

@@ -12,7 +12,7 @@ use natter_testkit::{befriend, Peer};
 
 mod common;
 
-use common::{device, raw, send_raw, server};
+use common::{device, iq_raw, raw, send_raw, server};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -699,27 +699,16 @@ async fn a_burst_of_answers_ends_settled() {
     // are not read stops reading (acknowledgements included).
     let mut ask = async |from: usize, to: usize| {
         for i in from..to {
-            let el: tokio_xmpp::minidom::Element = format!(
-                "<iq xmlns='jabber:client' type='get' id='d{i}' to='demo@localhost/laptop'>\
-                 <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+            let id = format!("d{i}");
+            iq_raw(
+                &mut mallory,
+                &format!(
+                    "<iq xmlns='jabber:client' type='get' id='{id}' to='demo@localhost/laptop'>\
+                     <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+                ),
+                &id,
             )
-            .parse()
-            .unwrap();
-            let stanza = tokio_xmpp::Stanza::try_from(el).unwrap();
-            drop(mallory.send(Box::new(stanza)).await);
-            loop {
-                let ev = tokio::time::timeout(T, futures::StreamExt::next(&mut mallory))
-                    .await
-                    .expect("an answer comes")
-                    .expect("the stream stays open");
-                if let tokio_xmpp::stanzastream::Event::Stanza(tokio_xmpp::Stanza::Iq(iq)) = ev {
-                    let el = tokio_xmpp::minidom::Element::from(iq);
-                    if el.attr("id") == Some(format!("d{i}").as_str()) {
-                        assert_eq!(el.attr("type"), Some("result"), "{el:?}");
-                        break;
-                    }
-                }
-            }
+            .await;
         }
     };
     let settled = |e: &Event| matches!(e, Event::Settled);

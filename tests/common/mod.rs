@@ -70,3 +70,21 @@ pub async fn send_raw(s: &mut StanzaStream, xml: &str) {
     let mut token = s.send(Box::new(stanza)).await;
     token.wait_for(StanzaStage::Acked).await;
 }
+
+/// Sends an IQ and waits for its result (panics on an error answer).
+pub async fn iq_raw(s: &mut StanzaStream, xml: &str, id: &str) {
+    send_raw(s, xml).await;
+    loop {
+        match tokio::time::timeout(T, s.next()).await {
+            Ok(Some(tokio_xmpp::stanzastream::Event::Stanza(tokio_xmpp::Stanza::Iq(iq)))) => {
+                let el = tokio_xmpp::minidom::Element::from(iq);
+                if el.attr("id") == Some(id) {
+                    assert_eq!(el.attr("type"), Some("result"), "{id}: {el:?}");
+                    return;
+                }
+            }
+            Ok(Some(_)) => continue,
+            other => panic!("no answer to {id}: {other:?}"),
+        }
+    }
+}
